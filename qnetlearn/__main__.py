@@ -1,0 +1,4 @@
+"""``python -m qnetlearn`` is the ``qnetlearn`` command."""
+from .cli import main
+
+raise SystemExit(main())

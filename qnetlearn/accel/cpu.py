@@ -1,0 +1,115 @@
+"""The vCPU: where the simulated guest runs, and its only doors to the hardware.
+
+QEMU runs the guest on vCPU threads (accel/tcg/cpu-exec.c, accel/kvm/kvm-all.c); a guest
+touches devices only by loads and stores to MMIO, by port I/O (PCI configuration through
+0xCF8/0xCFC), by DMA-visible RAM, and it learns of events through interrupts.  This class is
+that boundary: the guest gets an :class:`X86CPU` and nothing else of the machine.
+
+Guest code runs in *slices*: the main loop gives the vCPU a slice when an interrupt is
+deliverable (the APIC moves its vector to ISR and the guest's handler from ``idt`` runs) or
+when guest work was scheduled (softirqs, NAPI polls, deferred work).
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Any, Callable
+
+from ..trace import Stats
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..hw.intc.apic import APICCommonState
+    from ..hw.pci.pci import PCIBus
+    from ..system.main_loop import MainLoop, QEMUTimer
+    from ..system.memory import RAM, AddressSpace
+
+
+class X86CPU:
+    """vCPU 0 as the guest sees it."""
+
+    def __init__(self, loop: "MainLoop", address_space: "AddressSpace", pci: "PCIBus",
+                 apic: "APICCommonState") -> None:
+        self.loop = loop
+        self._as = address_space
+        self._pci = pci
+        self._apic = apic
+        self.idt: dict[int, Callable[[int], None]] = {}
+        self.work: deque[tuple[Callable[..., None], tuple]] = deque()
+        self.stats = Stats()
+        self.accel = "tcg"
+        apic.cpu_interrupt = self._kick
+        loop.vcpu = self
+
+    # -- what the guest may touch -------------------------------------------------------
+    @property
+    def ram(self) -> "RAM":
+        """Guest RAM: plain loads and stores, no exit."""
+        return self._as.ram
+
+    @property
+    def clock_ns(self) -> int:
+        return self.loop.clock_ns
+
+    def mmio_read(self, addr: int, size: int) -> int:
+        """A load from a device region: a VM exit (KVM_EXIT_MMIO under KVM)."""
+        hit = self._as.lookup(addr)
+        self._count("mmio read", hit)
+        return self._as.read(addr, size)
+
+    def mmio_write(self, addr: int, size: int, value: int) -> None:
+        hit = self._as.lookup(addr)
+        self._count("mmio write", hit)
+        self._as.write(addr, size, value)
+
+    def pci_config_read(self, devfn: int, offset: int, size: int) -> int:
+        """Configuration read through 0xCF8/0xCFC: two port I/O exits."""
+        self.stats["pio exits"] += 2
+        return self._pci.config_read(devfn, offset, size)
+
+    def pci_config_write(self, devfn: int, offset: int, size: int, value: int) -> None:
+        self.stats["pio exits"] += 2
+        self._pci.config_write(devfn, offset, size, value)
+
+    def _count(self, kind: str, hit: Any) -> None:
+        region = hit[0] if hit else None
+        if region is not None and region.ioeventfds and kind == "mmio write":
+            off = hit[1]
+            if any(o == off for o, _s, _n in region.ioeventfds):
+                self.stats["ioeventfd writes"] += 1
+                if self.accel == "kvm":
+                    return          # the kernel signals the eventfd: no exit to userspace
+        self.stats["mmio exits"] += 1
+        self.stats[f"{kind} {region.name if region else 'unassigned'}"] += 1
+
+    def timer_new(self, cb: Callable[[Any], None], opaque: Any = None,
+                  name: str = "guest timer") -> "QEMUTimer":
+        """A guest timer: its callback runs on this vCPU."""
+        return self.loop.timer_new_ns(cb, opaque, context="vcpu0", name=name)
+
+    def timer_mod(self, t: "QEMUTimer", expire_ns: int) -> None:
+        self.loop.timer_mod(t, expire_ns)
+
+    def schedule(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run ``fn(*args)`` on this vCPU soon (a softirq, a NAPI poll, deferred work)."""
+        self.work.append((fn, args))
+
+    # -- the main loop's side -----------------------------------------------------------
+    def _kick(self) -> None:
+        self.stats["kicks"] += 1
+
+    def has_work(self) -> bool:
+        return bool(self.work) or self._apic.has_interrupt()
+
+    def run(self) -> None:
+        """One slice: take a deliverable interrupt, else run one piece of guest work."""
+        apic = self._apic
+        if apic.has_interrupt():
+            v = apic.get_interrupt()
+            handler = self.idt.get(v)
+            self.stats["interrupts"] += 1
+            if handler is None:
+                self.stats["spurious interrupts"] += 1
+                return
+            handler(v)
+            return
+        fn, args = self.work.popleft()
+        fn(*args)

@@ -1,0 +1,1 @@
+"""Device models: what the guest sees as hardware (QEMU's hw/)."""

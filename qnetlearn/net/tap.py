@@ -1,0 +1,260 @@
+"""The TAP backend (QEMU's net/tap.c) and the host end of the TAP device.
+
+QEMU reads frames the host kernel wrote into the TAP device (``tap_send``, when the main
+loop sees the fd readable) and writes the guest's frames to it (``tap_receive_iov``).  When
+the peer cannot take a frame, ``tap_send`` stops reading the fd (``tap_read_poll(s,
+false)``) until ``tap_send_completed`` says the queued frame went through: the kernel keeps
+the rest, nothing is dropped.
+
+The host end here is simulated: :class:`SimTap` plays the kernel's TAP device, and
+:class:`HostEnd` the host's network stack behind it (10.0.2.2, answering ARP and pings), so
+``vm.host().ping()`` works with no privileges.  ``net/tap_linux.py`` opens a real one.
+"""
+from __future__ import annotations
+
+import struct
+from collections import deque
+from typing import TYPE_CHECKING, Any, Callable
+
+from ..trace import Stats, tracepoint
+from .net import NetClientInfo, NetClientState, qemu_new_net_client, qemu_send_packet_async
+from .stack import NetStack
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..system.main_loop import MainLoop
+
+#: at most this many frames per tap_send call, as QEMU's tap_send loop
+TAP_SEND_BURST = 50
+HOST_MAC = "02:00:0a:00:02:02"   # the host TAP's MAC in the golden recordings
+HOST_IP = "10.0.2.2"
+
+
+VIRTIO_NET_HDR_F_NEEDS_CSUM = 1
+
+
+class SimTap:
+    """The host kernel's TAP device, simulated: two frame queues and the fd's readiness.
+
+    Like a TAP opened with IFF_VNET_HDR (QEMU's default when the kernel offers it), every
+    frame crossing the fd carries a virtio_net_hdr of ``vnet_hdr_sz`` bytes (10, or what
+    TUNSETVNETHDRSZ set); the kernel side completes a NEEDS_CSUM checksum, as tun does.
+    """
+
+    def __init__(self, name: str, vnet_hdr: bool = True) -> None:
+        self.name = name
+        self.vnet_hdr_sz = 10 if vnet_hdr else 0
+        self.to_qemu: deque[bytes] = deque()      # frames the host wrote; QEMU reads them
+        self.on_frame: Callable[[bytes], None] | None = None   # the host stack's input
+        self.stats = Stats()
+
+    def host_write(self, frame: bytes) -> None:
+        """The host kernel queues a frame for the TAP's reader (QEMU)."""
+        n = self.vnet_hdr_sz
+        self.to_qemu.append(bytes(n) + frame if n else frame)
+
+    # the fd as QEMU's main loop sees it
+    def readable(self) -> bool:
+        return bool(self.to_qemu)
+
+    def writable(self) -> bool:
+        return True
+
+    def read(self) -> bytes | None:
+        """``read(tapfd)``: the next frame the host wrote, or None (EAGAIN)."""
+        if not self.to_qemu:
+            return None
+        return self.to_qemu.popleft()
+
+    def write(self, data: bytes) -> int:
+        """``writev(tapfd)``: the host kernel receives a frame from the guest."""
+        n = self.vnet_hdr_sz
+        frame = data[n:] if n else data
+        if n and data[0] & VIRTIO_NET_HDR_F_NEEDS_CSUM:
+            frame = _complete_csum(frame, *struct.unpack_from("<HH", data, 6))
+        self.stats["frames to host"] += 1
+        if self.on_frame is not None:
+            self.on_frame(frame)
+        return len(data)
+
+
+def _complete_csum(frame: bytes, start: int, offset: int) -> bytes:
+    """What the kernel does for a CHECKSUM_PARTIAL frame: fold the sum from csum_start
+    and store it at csum_start + csum_offset (the field holds the pseudo-header sum)."""
+    from .stack import internet_checksum
+    buf = bytearray(frame)
+    if start + offset + 2 > len(buf):
+        return frame
+    csum = internet_checksum(bytes(buf[start:]))
+    struct.pack_into("!H", buf, start + offset, csum)
+    return bytes(buf)
+
+
+class TAPState:
+    """A ``-netdev tap``: the backend's NetClientState and its fd."""
+
+    def __init__(self, loop: "MainLoop", peer: NetClientState | None, name: str, fd: Any,
+                 ifname: str, opts: dict[str, str] | None = None) -> None:
+        self.loop = loop
+        self.fd = fd
+        self.ifname = ifname
+        self.opts = dict(opts or {})
+        self.read_poll = False
+        self.write_poll = False
+        self.enabled = True
+        self.host_vnet_hdr_len = getattr(fd, "vnet_hdr_sz", 0)
+        self.using_vnet_hdr = False
+        self.nc = qemu_new_net_client(net_tap_info, peer, "tap", name, self)
+        tap_read_poll(self, True)
+
+    def close(self) -> None:
+        self.loop.qemu_set_fd_handler(self.fd if not hasattr(self.fd, "fileno") else
+                                      self.fd.fileno(), None, None, None)
+
+
+def tap_update_fd_handler(s: TAPState) -> None:
+    """Watch the fd for reading while ``read_poll``, for writing while ``write_poll``."""
+    fd = s.fd.fileno() if hasattr(s.fd, "fileno") else s.fd
+    s.loop.qemu_set_fd_handler(fd, tap_send if s.read_poll and s.enabled else None,
+                               tap_writable if s.write_poll and s.enabled else None, s)
+
+
+def tap_read_poll(s: TAPState, enable: bool) -> None:
+    s.read_poll = enable
+    tap_update_fd_handler(s)
+
+
+def tap_write_poll(s: TAPState, enable: bool) -> None:
+    s.write_poll = enable
+    tap_update_fd_handler(s)
+
+
+def tap_writable(s: TAPState) -> None:
+    """The fd can take frames again: stop watching for it and flush what waited."""
+    from .net import qemu_flush_queued_packets
+    tap_write_poll(s, False)
+    qemu_flush_queued_packets(s.nc)
+
+
+def tap_send_completed(nc: NetClientState, len: int) -> None:
+    """The frame that had to wait was delivered (or purged): read the fd again."""
+    tap_read_poll(nc.opaque, True)
+
+
+@tracepoint("net/tap.c")
+def tap_send(s: TAPState) -> None:
+    """The TAP fd is readable: pass up to 50 frames to the peer, pausing on back-pressure."""
+    for _ in range(TAP_SEND_BURST):
+        buf = s.fd.read()
+        if buf is None:
+            break
+        if s.host_vnet_hdr_len and not s.using_vnet_hdr:
+            buf = buf[s.host_vnet_hdr_len:]
+        size = qemu_send_packet_async(s.nc, buf, len(buf), tap_send_completed)
+        if size == 0:
+            tap_read_poll(s, False)
+            break
+        if size < 0:
+            break
+
+
+@tracepoint("net/tap.c")
+def tap_receive_iov(nc: NetClientState, iov: list[bytes]) -> int:
+    """A frame for the host: write it to the fd; EAGAIN makes the net layer queue it."""
+    s: TAPState = nc.opaque
+    data = iov[0] if len(iov) == 1 else b"".join(iov)
+    if s.host_vnet_hdr_len and not s.using_vnet_hdr:
+        data = bytes(s.host_vnet_hdr_len) + data
+    n = s.fd.write(data)
+    if n is None:           # EAGAIN
+        tap_write_poll(s, True)
+        return 0
+    return len(iov[0]) if len(iov) == 1 else sum(map(len, iov))
+
+
+def tap_cleanup(nc: NetClientState) -> None:
+    nc.opaque.close()
+
+
+def tap_has_vnet_hdr(nc: NetClientState) -> bool:
+    return nc.opaque.host_vnet_hdr_len != 0
+
+
+def tap_set_vnet_hdr_len(nc: NetClientState, n: int) -> None:
+    """TUNSETVNETHDRSZ: the NIC wants headers of ``n`` bytes (12 for virtio 1.x)."""
+    s: TAPState = nc.opaque
+    s.host_vnet_hdr_len = n
+    s.fd.vnet_hdr_sz = n
+
+
+def tap_using_vnet_hdr(nc: NetClientState, enable: bool) -> None:
+    nc.opaque.using_vnet_hdr = enable
+
+
+net_tap_info = NetClientInfo(type="tap", receive_iov=tap_receive_iov, cleanup=tap_cleanup,
+                             has_vnet_hdr=tap_has_vnet_hdr, set_vnet_hdr_len=tap_set_vnet_hdr_len,
+                             using_vnet_hdr=tap_using_vnet_hdr)
+
+
+class HostEnd:
+    """What the host kernel sees of a TAP: send and receive frames, an IP stack that pings.
+
+    API.md, "The host end of a TAP netdev".
+    """
+
+    def __init__(self, tap: TAPState, run: Callable[..., int], clock_ns: Callable[[], int],
+                 ip: str = HOST_IP, mac: str = HOST_MAC, recv_keep: int = 4096) -> None:
+        self.tap = tap
+        self.dev: SimTap = tap.fd
+        self._run = run
+        self.received: deque[bytes] = deque()
+        self.recv_keep = recv_keep
+        self.stats = Stats()
+        self.stack = NetStack(mac, ip, self.send, clock_ns, name=f"host:{tap.ifname}")
+        self.dev.on_frame = self._from_guest
+        self._ident = 0x4242
+
+    @property
+    def ip(self) -> str:
+        return self.stack.ip
+
+    @property
+    def mac(self) -> str:
+        from .stack import mac_str
+        return mac_str(self.stack.mac)
+
+    def _from_guest(self, frame: bytes) -> None:
+        if len(self.received) >= self.recv_keep:
+            self.received.popleft()
+            self.stats["recv() buffer overflow"] += 1
+        self.received.append(frame)
+        self.stack.input(frame)
+
+    def send(self, frame: bytes) -> None:
+        """Write a frame into the TAP, toward the guest (it waits in the kernel until read)."""
+        self.dev.host_write(frame)
+        self.stats["frames sent"] += 1
+
+    def recv(self) -> bytes | None:
+        """The oldest frame the guest sent out through the TAP, or None."""
+        return self.received.popleft() if self.received else None
+
+    def ping(self, ip: str | None = None, count: int = 1, timeout_events: int = 100_000,
+             guest_ip: str | None = None) -> list[float | None]:
+        """ICMP echo from the host stack; round-trip times in virtual microseconds."""
+        dst = ip or guest_ip or self.default_peer_ip
+        self._ident += 1
+        ident = self._ident
+        rtts: list[float | None] = []
+        st = self.stack
+        for seq in range(1, count + 1):
+            key = (ident, seq)
+            st.ping(dst, ident, seq)
+            self._run(until=lambda: key in st.echo_replies, max_events=timeout_events)
+            if key in st.echo_replies:
+                rtts.append((st.echo_replies[key] - st.echo_sent[key]) / 1000)
+            else:
+                rtts.append(None)
+        self._run(max_events=timeout_events)
+        return rtts
+
+    default_peer_ip = "10.0.2.15"

@@ -1,0 +1,307 @@
+"""The recorder behind ``with vm.record() as rec``.
+
+A recording is a list of :class:`Step` (call, return, event), the journal of state changes
+made between steps (``trace/state.py``), and the image of the state at its start.  From
+those, :meth:`Recorder.state` rebuilds the machine's state at any step, forwards or
+backwards, without the recorder ever copying the whole state per step.
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+from . import state as _state
+from .tracepoint import REGISTRY, Tracepoint
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..machine import Machine
+
+#: which thread of QEMU a context runs on, for to_qemu_trace()
+THREAD = {"main-loop": "main", "vcpu0": "vcpu0"}
+
+
+class Context:
+    """What is running now: the main loop or the vCPU (set by the event loop)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self) -> None:
+        self.name = "main-loop"
+
+
+CONTEXT = Context()
+
+
+class Step:
+    """One recorded step: a call, a return or a trace event."""
+
+    __slots__ = ("kind", "tp", "depth", "parent", "time_ns", "context", "argv")
+
+    def __init__(self, kind: str, tp: Tracepoint, depth: int, parent: int, time_ns: int,
+                 context: str, argv: tuple) -> None:
+        self.kind = kind
+        self.tp = tp
+        self.depth = depth
+        self.parent = parent      # index of the call step of the enclosing frame, or -1
+        self.time_ns = time_ns
+        self.context = context
+        self.argv = argv
+
+    @property
+    def name(self) -> str:
+        return self.tp.name
+
+    @property
+    def src(self) -> str:
+        return self.tp.src
+
+    @property
+    def args(self) -> dict[str, Any]:
+        names = self.tp.argnames if self.kind == "event" else self.tp.shown_names
+        if self.kind == "return":
+            return {"ret": self.argv[0]} if self.argv else {}
+        return dict(zip(names, self.argv))
+
+    def __repr__(self) -> str:
+        return f"<{self.kind} {self.name} depth={self.depth} {self.args}>"
+
+
+def _short(value: Any) -> Any:
+    """What a step keeps of a return value: numbers, short text, None."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, (bytes, bytearray)):
+        return f"<{len(value)} bytes>"
+    text = str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+class Recorder:
+    """Records every tracepoint while attached; see API.md, "Recording and replay"."""
+
+    def __init__(self, machine: "Machine | None" = None, max_steps: int | None = None) -> None:
+        self.machine = machine
+        self.max_steps = max_steps
+        self.steps: list[Step] | deque[Step] = deque(maxlen=max_steps) if max_steps else []
+        self.dropped_steps = 0
+        self.journal: list[tuple] = []
+        self.images: dict[int, tuple[Any, dict[str, Any]]] = {}
+        self.ram_image: dict[int, bytes] = {}
+        self.frames: list[tuple[int, str, str, bytes]] = []  # (time_ns, netdev, type, frame)
+        self._stack: list[int] = []
+        self._clock: Callable[[], int] = (lambda: machine.clock_ns) if machine else (lambda: 0)
+        self._cursor: tuple[int, dict, dict] | None = None
+        self.active = False
+
+    # -- attaching -------------------------------------------------------------------
+    def start(self) -> "Recorder":
+        if _ACTIVE[0] is not None:
+            raise RuntimeError("another recorder is attached; stop it first")
+        _ACTIVE[0] = self
+        self.images = _state.start(self.journal)
+        if self.machine is not None:
+            self.ram_image = self.machine.memory.ram.start_journal(self.journal)
+        for tp in REGISTRY:
+            tp.attach(self._on_call if tp.kind == "call" else self._on_event)
+        self.active = True
+        return self
+
+    def stop(self) -> None:
+        if not self.active:
+            return
+        for tp in REGISTRY:
+            tp.detach()
+        _state.stop()
+        if self.machine is not None:
+            self.machine.memory.ram.stop_journal()
+        self.active = False
+        _ACTIVE[0] = None
+
+    def __enter__(self) -> "Recorder":
+        return self.start() if not self.active else self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # -- the two handlers the tracepoints call ----------------------------------------
+    def _append(self, step: Step) -> None:
+        steps = self.steps
+        if self.max_steps and len(steps) == self.max_steps:
+            self.dropped_steps += 1
+        steps.append(step)
+        _state._STEP[0] = self.dropped_steps + len(steps)
+
+    def _on_call(self, tp: Tracepoint, args: tuple, kwargs: dict) -> Any:
+        stack = self._stack
+        depth = len(stack)
+        index = self.dropped_steps + len(self.steps)
+        argv = tp.shown_args(args, kwargs) if tp.show else ()
+        self._append(Step("call", tp, depth, stack[-1] if stack else -1, self._clock(),
+                          CONTEXT.name, argv))
+        stack.append(index)
+        try:
+            ret = tp.orig(*args, **kwargs)
+        finally:
+            stack.pop()
+        self._append(Step("return", tp, depth, index, self._clock(), CONTEXT.name,
+                          (_short(ret),)))
+        return ret
+
+    def _on_event(self, tp: Tracepoint, args: tuple) -> None:
+        stack = self._stack
+        self._append(Step("event", tp, len(stack), stack[-1] if stack else -1,
+                          self._clock(), CONTEXT.name, args))
+
+    def add_frame(self, netdev: str, kind: str, frame: bytes) -> None:
+        """A frame a net client sent (for to_pcap); called by the net layer while recording."""
+        self.frames.append((self._clock(), netdev, kind, bytes(frame)))
+
+    # -- reading a recording ------------------------------------------------------------
+    def _local(self, i: int) -> int:
+        return i - self.dropped_steps if self.max_steps else i
+
+    def step(self, i: int) -> Step:
+        return self.steps[self._local(i)]
+
+    def callstack(self, i: int) -> list[str]:
+        """Names of the frames live at step ``i``, outermost first."""
+        return [s.name for s in self.frames_at(i)]
+
+    def frames_at(self, i: int) -> list[Step]:
+        """The call steps of the frames live at step ``i``, outermost first."""
+        steps = self.steps
+        s = steps[self._local(i)]
+        chain: list[Step] = []
+        j = i if s.kind == "call" else s.parent
+        if s.kind == "return":
+            j = s.parent
+        while j >= 0 and self._local(j) >= 0:
+            c = steps[self._local(j)]
+            chain.append(c)
+            j = c.parent
+        chain.reverse()
+        return chain
+
+    def find(self, name: str) -> list[int]:
+        """Indices of the steps named ``name`` (calls, returns and events)."""
+        base = self.dropped_steps if self.max_steps else 0
+        return [base + k for k, s in enumerate(self.steps) if s.tp.name == name]
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    # -- state at a step --------------------------------------------------------------
+    def _replay(self, i: int) -> tuple[dict[int, dict[str, Any]], dict[int, bytearray]]:
+        """Object attributes and RAM pages as they were when step ``i`` was recorded."""
+        cur = self._cursor
+        if cur is not None and cur[0] <= i:
+            start, objs, pages = cur
+            pos = self._jpos
+        else:
+            objs = {k: dict(img) for k, (_o, img) in self.images.items()}
+            pages = {p: bytearray(b) for p, b in self.ram_image.items()}
+            pos = 0
+        journal = self.journal
+        n = len(journal)
+        while pos < n and journal[pos][0] <= i:
+            _step, obj, key, value = journal[pos]
+            if isinstance(key, int) and isinstance(value, (bytes, bytearray)):
+                _write_pages(pages, key, value)          # a RAM write at address key
+            else:
+                objs.setdefault(id(obj), {})[key] = value
+            pos += 1
+        self._cursor = (i, objs, pages)
+        self._jpos = pos
+        return objs, pages
+
+    def reader(self, i: int) -> "StateReader":
+        objs, pages = self._replay(i)
+        return StateReader(objs, pages)
+
+    def state(self, i: int) -> dict[str, Any]:
+        """Device and ring state at step ``i`` (see API.md)."""
+        if self.machine is None:
+            return {}
+        return self.machine.describe_state(self.reader(i))
+
+    def states(self) -> Iterator[dict[str, Any]]:
+        """The state at every step, in order (cheaper than calling state(i) in a loop)."""
+        base = self.dropped_steps if self.max_steps else 0
+        for k in range(len(self.steps)):
+            yield self.state(base + k)
+
+    # -- exports ----------------------------------------------------------------------
+    def to_qemu_trace(self) -> str:
+        from .qemu_format import format_trace
+        return format_trace(self.steps)
+
+    def to_pcap(self, path: str, netdev: str | None = None) -> int:
+        """Write the frames sent by every backend and NIC (or by one client) as pcap.
+
+        Hub ports only forward what a backend or NIC sent, so they are left out unless named.
+        """
+        from ..net.dump import write_pcap
+        frames = [(t, f) for t, nd, kind, f in self.frames
+                  if (nd == netdev if netdev is not None else kind != "hubport")]
+        write_pcap(path, frames)
+        return len(frames)
+
+
+_ACTIVE: list[Recorder | None] = [None]
+
+
+def active() -> Recorder | None:
+    """The attached recorder, if any."""
+    return _ACTIVE[0]
+
+
+def _write_pages(pages: dict[int, bytearray], addr: int, data: bytes) -> None:
+    off = 0
+    n = len(data)
+    while off < n:
+        page, po = divmod(addr + off, 4096)
+        chunk = min(n - off, 4096 - po)
+        buf = pages.get(page)
+        if buf is None:
+            buf = pages[page] = bytearray(4096)
+        buf[po:po + chunk] = data[off:off + chunk]
+        off += chunk
+
+
+class StateReader:
+    """Reads state as it was at one step: ``r.get(obj, "attr")``, ``r.ram(addr, n)``."""
+
+    def __init__(self, objs: dict[int, dict[str, Any]], pages: dict[int, bytearray]) -> None:
+        self._objs = objs
+        self._pages = pages
+
+    def get(self, obj: Any, name: str, default: Any = None) -> Any:
+        d = self._objs.get(id(obj))
+        if d is not None and name in d:
+            return d[name]
+        return default
+
+    def stats(self, st: Any) -> dict[str, int]:
+        d = self._objs.get(id(st))
+        return {k: v for k, v in (d or {}).items() if v}
+
+    def ram(self, addr: int, n: int) -> bytes:
+        out = bytearray()
+        off = 0
+        while off < n:
+            page, po = divmod(addr + off, 4096)
+            chunk = min(n - off, 4096 - po)
+            buf = self._pages.get(page)
+            out += buf[po:po + chunk] if buf is not None else bytes(chunk)
+            off += chunk
+        return bytes(out)
+
+    def u16(self, addr: int) -> int:
+        return int.from_bytes(self.ram(addr, 2), "little")
+
+    def u32(self, addr: int) -> int:
+        return int.from_bytes(self.ram(addr, 4), "little")
+
+    def u64(self, addr: int) -> int:
+        return int.from_bytes(self.ram(addr, 8), "little")
+

@@ -1,0 +1,114 @@
+"""Tracepoints under QEMU's names, with no cost while nobody records.
+
+QEMU compiles its trace events to a check of one flag (``trace_event_get_state``).  We do
+better: a traced function stays the plain function until a recorder attaches.  Attaching
+swaps the function's ``__code__`` for a two-line wrapper that reports the call, and
+detaching swaps the original code back.  Because the function *object* is unchanged, every
+reference to it (module globals, imports elsewhere, ``NetClientInfo.receive`` slots, class
+attributes) is traced, and a disabled tracepoint costs exactly a plain call.
+
+Two kinds exist:
+
+* **call tracepoints** (``@tracepoint("net/net.c")``) record a ``call`` step on entry and a
+  ``return`` step on exit: they build the call stacks the course shows;
+* **trace events** (``@trace_event("vq {vq} elem {elem} len {len} idx {idx}")``) are QEMU's
+  ``trace-events`` lines: empty functions called at the point where QEMU calls
+  ``trace_<name>()``, recorded as ``event`` steps.
+"""
+from __future__ import annotations
+
+import inspect
+from types import CodeType, FunctionType
+from typing import Any, Callable, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: every tracepoint ever declared, in declaration order
+REGISTRY: list["Tracepoint"] = []
+#: tracepoints by (kind, name): a call and a trace event may share QEMU's name
+BY_NAME: dict[tuple[str, str], "Tracepoint"] = {}
+
+
+class Tracepoint:
+    """One traced function or trace event."""
+
+    __slots__ = ("name", "kind", "src", "func", "code", "orig", "argnames", "show",
+                 "shown_names", "fmt", "index", "_wrapper", "glob")
+
+    def __init__(self, func: FunctionType, kind: str, src: str, show: tuple[str, ...],
+                 fmt: str | None, name: str | None = None) -> None:
+        if func.__code__.co_freevars:
+            raise TypeError(f"tracepoint {func.__qualname__} must not be a closure")
+        self.name = name or func.__name__
+        self.kind = kind                      # "call" or "event"
+        self.src = src                        # QEMU source file that holds it
+        self.func = func
+        self.code = func.__code__
+        self.glob = func.__globals__
+        self.argnames = tuple(inspect.signature(func).parameters)
+        self.show = tuple(self.argnames.index(a) for a in show)
+        self.shown_names = tuple(self.argnames[i] for i in self.show)
+        self.fmt = fmt
+        self.index = len(REGISTRY)
+        # An untraced copy of the original, for the wrapper to call.
+        self.orig = FunctionType(self.code, self.glob, self.name, func.__defaults__)
+        self.orig.__kwdefaults__ = func.__kwdefaults__
+        self._wrapper = _wrapper_code(self.index, func.__name__, kind)
+
+    def attach(self, handler: Callable[..., Any]) -> None:
+        """Route calls to ``handler(tp, args, kwargs)`` (call) or ``handler(tp, args)``."""
+        self.glob[f"_qn_tp_{self.index}"] = (self, handler)
+        self.func.__code__ = self._wrapper
+
+    def detach(self) -> None:
+        self.func.__code__ = self.code
+        self.glob.pop(f"_qn_tp_{self.index}", None)
+
+    def shown_args(self, args: tuple, kwargs: dict) -> tuple:
+        """The values of the arguments worth showing, in ``shown_names`` order."""
+        n = len(args)
+        return tuple(args[i] if i < n else kwargs.get(self.argnames[i]) for i in self.show)
+
+    def __repr__(self) -> str:
+        return f"<tracepoint {self.kind} {self.name} ({self.src})>"
+
+
+def _wrapper_code(index: int, name: str, kind: str) -> CodeType:
+    if kind == "call":
+        src = (f"def {name}(*args, **kwargs):\n"
+               f"    tp, h = _qn_tp_{index}\n"
+               f"    return h(tp, args, kwargs)\n")
+    else:
+        src = (f"def {name}(*args):\n"
+               f"    tp, h = _qn_tp_{index}\n"
+               f"    h(tp, args)\n")
+    ns: dict[str, Any] = {}
+    exec(compile(src, f"<tracepoint {name}>", "exec"), ns)
+    return ns[name].__code__
+
+
+def _register(func: FunctionType, kind: str, src: str, show: tuple[str, ...],
+              fmt: str | None, name: str | None) -> Tracepoint:
+    tp = Tracepoint(func, kind, src, show, fmt, name)
+    if (kind, tp.name) in BY_NAME:
+        raise ValueError(f"{kind} tracepoint {tp.name} declared twice")
+    REGISTRY.append(tp)
+    BY_NAME[(kind, tp.name)] = tp
+    return tp
+
+
+def tracepoint(src: str, show: tuple[str, ...] = (), name: str | None = None) -> Callable[[F], F]:
+    """Declare a call tracepoint; ``src`` is the QEMU (or Linux) file of the function."""
+    def deco(func: F) -> F:
+        _register(func, "call", src, show, None, name)  # type: ignore[arg-type]
+        return func
+    return deco
+
+
+def trace_event(fmt: str, src: str = "trace-events") -> Callable[[F], F]:
+    """Declare a QEMU trace event; ``fmt`` is its text with ``{arg}`` fields."""
+    def deco(func: F) -> F:
+        argnames = tuple(inspect.signature(func).parameters)
+        _register(func, "event", src, argnames, fmt, None)  # type: ignore[arg-type]
+        return func
+    return deco

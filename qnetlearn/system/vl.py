@@ -533,6 +533,8 @@ class _Parser:
         self.mem: QemuOpts | None = None
         self.smp: QemuOpts | None = None
         self.default_net = True
+        self.default_nic = False                     # the NIC vl.c adds by default
+        self.machine_kind = "i440fx"
         self.progname = ""
         # net_init_clients state
         self.clients: dict[str, NetdevConfig] = {}
@@ -681,7 +683,6 @@ class _Parser:
 
     def option(self, name: str, text: str, arg: str | None) -> None:
         """The switch in qemu_init for the options qnetlearn honours."""
-        assert arg is not None or name in ("enable-kvm", "nodefaults", "no-kvm")
         if name == "netdev":
             self.default_net = False
             self.parse_netdev(text, arg or "")
@@ -1557,8 +1558,9 @@ class _Parser:
         driver = _DEVICE_ALIASES.get(driver, driver)
         if driver not in NIC_MODELS:
             return f"qnetlearn has no property list for '{driver}'"
+        shown = {_BOOL: "bool", _ONOFFAUTO: "OnOffAuto"}
         return f"{driver} options:\n" + "\n".join(
-            f"  {k}=<{_TYPE_NAMES[t] if t not in (_BOOL, _ONOFFAUTO) else 'bool' if t == _BOOL else 'OnOffAuto'}>"
+            f"  {k}=<{shown.get(t, _TYPE_NAMES[t])}>"
             for k, t in sorted(NIC_MODELS[driver].items()))
 
 

@@ -10,7 +10,6 @@ broken until reset, as QEMU does; no Python exception leaves the device.
 """
 from __future__ import annotations
 
-import itertools
 import struct
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -45,7 +44,6 @@ ELEMENT_SIZE = 56
 
 _DESC = struct.Struct("<QIHH")
 _USED_ELEM = struct.Struct("<II")
-_serial = itertools.count(1)
 
 
 def vring_need_event(event_idx: int, new_idx: int, old: int) -> bool:
@@ -59,12 +57,12 @@ class VirtQueueElement:
     __slots__ = ("index", "out_sg", "in_sg", "ndescs", "serial")
 
     def __init__(self, index: int, out_sg: list[tuple[int, int]],
-                 in_sg: list[tuple[int, int]], ndescs: int) -> None:
+                 in_sg: list[tuple[int, int]], ndescs: int, serial: int) -> None:
         self.index = index            # the head descriptor, as the used ring reports it
         self.out_sg = out_sg          # device-readable (addr, len)
         self.in_sg = in_sg            # device-writable (addr, len)
         self.ndescs = ndescs
-        self.serial = next(_serial)   # to_qemu_trace numbers elements by this
+        self.serial = serial          # the device's count of elements: names them in traces
 
     @property
     def out_num(self) -> int:
@@ -157,6 +155,7 @@ class VirtIODevice(Stateful):
         self.notify: Callable[[int], None] = lambda vector: None      # k->notify
         self.dma: "RAM | None" = None
         self.ioeventfd_started = False
+        self.elements = 0             # elements popped so far (QEMU's allocation count)
         self.stats = Stats()
 
     def virtio_add_queue(self, num: int,
@@ -358,7 +357,8 @@ def _split_pop(vq: VirtQueue, sz: int) -> VirtQueueElement | None:
         i = nxt
         addr, length, flags, nxt = _read_desc(ram, table, i)
 
-    elem = VirtQueueElement(head, out_sg, in_sg, 1)
+    vdev.elements += 1
+    elem = VirtQueueElement(head, out_sg, in_sg, 1, vdev.elements)
     trace.virtqueue_alloc_element(elem.serial, sz, len(in_sg), len(out_sg))
     vq.inuse += 1
     trace.virtqueue_pop(vq.name, elem.serial, len(in_sg), len(out_sg))

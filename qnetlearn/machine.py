@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from .accel.cpu import X86CPU
+from .accel.kvm import kvm_set_irq
+from .hw.intc.ioapic import IOAPICCommonState
 from .hw.intc.apic import APIC_DEFAULT_ADDRESS, APICCommonState
 from .hw.pci.pci import PCIBus, PCIDevice
 from .net.hub import Hubs
@@ -60,15 +62,18 @@ class Machine:
         self.ram = RAM(config.ram_size)
         self.memory = AddressSpace("memory", self.ram)
         self.pci = PCIBus(self.memory, self.loop)
-        self.apic = APICCommonState(lambda: self.loop.clock_ns)
+        kvm = self.accel == "kvm"
+        self.apic = APICCommonState(lambda: self.loop.clock_ns, in_kernel=kvm)
         self.memory.map(APIC_DEFAULT_ADDRESS, self.apic.region)
-        from .hw.intc.ioapic import IOAPICCommonState
-        self.ioapic = IOAPICCommonState(self.memory, self.loop)
-        self.pci.set_gsi = self.ioapic.set_irq
-        self.apic.eoi_broadcast = self.ioapic.eoi_broadcast
+        self.ioapic = IOAPICCommonState(self.memory, self.loop, self.apic if kvm else None)
+        ioapic = self.ioapic
+        self.pci.set_gsi = (lambda gsi, level: kvm_set_irq(ioapic, gsi, level)) if kvm \
+            else ioapic.set_irq
+        self.apic.eoi_broadcast = ioapic.eoi_broadcast
         self.cpu = X86CPU(self.loop, self.memory, self.pci, self.apic)
         self.cpu.accel = self.accel
-        self.stats = Stats()
+        if kvm:
+            self.cpu.in_kernel_regions = {self.apic.region, ioapic.region}
         for slot, dev in enumerate((PCIHostBridge("i440FX"), PIIX3("PIIX3"), VGA("VGA"))):
             self.pci.register(dev, slot)
         self.hubs = Hubs()
@@ -223,6 +228,25 @@ class Machine:
     def irq_level(self, line: int) -> int:
         """Level of INTx GSI ``line`` (the wire-OR of the PCI functions routed to it)."""
         return self.pci.irq_level(line)
+
+    @property
+    def stats(self) -> Stats:
+        """All counters: the vCPU's exits and accesses, interrupts, each device's and each
+        net client's counters (drops by reason), prefixed by who counted them."""
+        out = Stats()
+        for k, v in self.cpu.stats.items():
+            out[f"cpu: {k}"] += v
+        for k, v in self.apic.stats.items():
+            out[f"apic: {k}"] += v
+        for k, v in self.ioapic.stats.items():
+            out[f"ioapic: {k}"] += v
+        for name, dev in self.devices.items():
+            for k, v in dev.stats.items():
+                out[f"{name}: {k}"] += v
+        for nc in self.all_clients():
+            for k, v in nc.stats.items():
+                out[f"{nc.name}: {k}"] += v
+        return out
 
     def all_clients(self) -> list[NetClientState]:
         """Every NetClientState: backends, hub ports and NIC front ends."""

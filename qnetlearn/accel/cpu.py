@@ -15,6 +15,8 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..trace import Stats
+from ..trace import events as trace
+from .kvm import KVM_EXIT_IO, KVM_EXIT_MMIO
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..hw.intc.apic import APICCommonState
@@ -36,6 +38,8 @@ class X86CPU:
         self.work: deque[tuple[Callable[..., None], tuple]] = deque()
         self.stats = Stats()
         self.accel = "tcg"
+        #: under KVM: regions the kernel emulates itself (LAPIC, I/O APIC): no exit to QEMU
+        self.in_kernel_regions: set[object] = set()
         apic.cpu_interrupt = self._kick
         loop.vcpu = self
 
@@ -50,35 +54,51 @@ class X86CPU:
         return self.loop.clock_ns
 
     def mmio_read(self, addr: int, size: int) -> int:
-        """A load from a device region: a VM exit (KVM_EXIT_MMIO under KVM)."""
-        hit = self._as.lookup(addr)
-        self._count("mmio read", hit)
+        """A load from a device region: emulated by QEMU (TCG), or a VM exit (KVM)."""
+        self._account("read", self._as.lookup(addr))
         return self._as.read(addr, size)
 
     def mmio_write(self, addr: int, size: int, value: int) -> None:
-        hit = self._as.lookup(addr)
-        self._count("mmio write", hit)
+        self._account("write", self._as.lookup(addr))
         self._as.write(addr, size, value)
 
     def pci_config_read(self, devfn: int, offset: int, size: int) -> int:
-        """Configuration read through 0xCF8/0xCFC: two port I/O exits."""
-        self.stats["pio exits"] += 2
+        """Configuration read through ports 0xCF8/0xCFC: two port I/O accesses."""
+        self._account_pio()
         return self._pci.config_read(devfn, offset, size)
 
     def pci_config_write(self, devfn: int, offset: int, size: int, value: int) -> None:
-        self.stats["pio exits"] += 2
+        self._account_pio()
         self._pci.config_write(devfn, offset, size, value)
 
-    def _count(self, kind: str, hit: Any) -> None:
+    def _account_pio(self) -> None:
+        self.stats["pio accesses"] += 2
+        if self.accel == "kvm":
+            self.stats["exits KVM_EXIT_IO"] += 2
+            trace.kvm_run_exit(0, KVM_EXIT_IO)
+            trace.kvm_run_exit(0, KVM_EXIT_IO)
+
+    def _account(self, kind: str, hit: Any) -> None:
+        """Count a guest access to a device region by what it costs under this accelerator."""
+        while hit is not None and hasattr(hit[0], "subregions"):   # the leaf region
+            hit = hit[0]._find(hit[1])
         region = hit[0] if hit else None
-        if region is not None and region.ioeventfds and kind == "mmio write":
-            off = hit[1]
-            if any(o == off for o, _s, _n in region.ioeventfds):
-                self.stats["ioeventfd writes"] += 1
-                if self.accel == "kvm":
-                    return          # the kernel signals the eventfd: no exit to userspace
-        self.stats["mmio exits"] += 1
-        self.stats[f"{kind} {region.name if region else 'unassigned'}"] += 1
+        name = region.name if region is not None else "unassigned"
+        st = self.stats
+        kvm = self.accel == "kvm"
+        if kind == "write" and region is not None and region.ioeventfds and \
+                any(off == hit[1] for off, _s, _n in region.ioeventfds):
+            st["ioeventfd kicks"] += 1
+            if kvm:
+                return              # the kernel signals the eventfd: no exit to QEMU
+        elif kvm and region in self.in_kernel_regions:
+            st[f"in-kernel {kind} {name}"] += 1
+            return
+        st[f"mmio {kind} {name}"] += 1
+        st["mmio accesses"] += 1
+        if kvm:
+            st["exits KVM_EXIT_MMIO"] += 1
+            trace.kvm_run_exit(0, KVM_EXIT_MMIO)
 
     def timer_new(self, cb: Callable[[Any], None], opaque: Any = None,
                   name: str = "guest timer") -> "QEMUTimer":

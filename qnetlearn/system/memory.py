@@ -158,12 +158,14 @@ class MemoryRegion:
         #: called for every guest access that reaches the region, for costs (VM exits)
         self.on_access: Callable[[str, "MemoryRegion", int], None] | None = None
 
+    @tracepoint("softmmu/memory.c", show=("offset", "size"), name="memory_region_dispatch_read")
     def dispatch_read(self, offset: int, size: int) -> int:
         """memory_region_dispatch_read: the handler, then the trace line (as QEMU does)."""
         value = self.read(offset, size)
         trace.memory_region_ops_read(self, offset, value, size)
         return value
 
+    @tracepoint("softmmu/memory.c", show=("offset", "value"), name="memory_region_dispatch_write")
     def dispatch_write(self, offset: int, value: int, size: int) -> None:
         """memory_region_dispatch_write: ioeventfds first, else the trace line, then the handler."""
         for off, sz, notifier in self.ioeventfds:

@@ -109,12 +109,44 @@ def e1000x_rx_can_recv_disabled(link_up: int, rx_enabled: int, pci_master: int) 
 def e1000_receiver_overrun(size: int, rdh: int, rdt: int) -> None: ...
 
 
-@trace_event("dev {dev} address 0x{address:x} data 0x{data:x}", "accel/kvm/trace-events")
-def kvm_send_msi(dev: str, address: int, data: int) -> None: ...
+@trace_event("unicast mismatch: {mac}", N)
+def e1000x_rx_flt_ucast_mismatch(mac: str) -> None: ...
 
 
-@trace_event("gsi {gsi} level {level}", "accel/kvm/trace-events")
-def kvm_set_irq(gsi: int, level: int) -> None: ...
+@trace_event("inexact mismatch: {mac} MO {mo} MTA[{mta}] 0x{mta_val:x}", N)
+def e1000x_rx_flt_inexact_mismatch(mac: str, mo: int, mta: int, mta_val: int) -> None: ...
+
+
+@trace_event("VID mismatch: 0x{vid:X}", N)
+def e1000x_rx_flt_vlan_mismatch(vid: int) -> None: ...
+
+
+@trace_event("VID match: 0x{vid:X}", N)
+def e1000x_rx_flt_vlan_match(vid: int) -> None: ...
+
+
+@trace_event("Received packet dropped because the link is down STATUS = {status}", N)
+def e1000x_rx_link_down(status: int) -> None: ...
+
+
+@trace_event("Received packet dropped because receive is disabled RCTL = {rctl}", N)
+def e1000x_rx_disabled(rctl: int) -> None: ...
+
+
+@trace_event("Received packet dropped because it was oversized ({size} bytes)", N)
+def e1000x_rx_oversized(size: int) -> None: ...
+
+
+@trace_event("Start link auto negotiation", N)
+def e1000x_link_negotiation_start() -> None: ...
+
+
+@trace_event("Auto negotiation is completed", N)
+def e1000x_link_negotiation_done() -> None: ...
+
+
+@trace_event("cpu_index {cpu_index}, reason {reason}", "accel/kvm/trace-events")
+def kvm_run_exit(cpu_index: int, reason: int) -> None: ...
 
 
 # ---- qnetlearn's own events (not in QEMU; never printed by to_qemu_trace) ----

@@ -45,7 +45,9 @@ class APICCommonState(Stateful):
 
     _state_ = ("irr", "isr", "tmr", "tpr")
 
-    def __init__(self, clock: Callable[[], int]) -> None:
+    def __init__(self, clock: Callable[[], int], in_kernel: bool = False) -> None:
+        self.in_kernel = in_kernel     # KVM's in-kernel irqchip: no userspace trace events
+        self.tr: Any = NULL_TRACE if in_kernel else trace
         self.irr = 0
         self.isr = 0
         self.tmr = 0
@@ -57,13 +59,20 @@ class APICCommonState(Stateful):
         self.stats = Stats()
         self.cpu_interrupt: Callable[[], None] = lambda: None   # kicks the vCPU
         self.eoi_broadcast: Callable[[int], None] = lambda vector: None  # to the I/O APIC
-        self.region = MemoryRegion("apic-msi", APIC_SPACE_SIZE, self.apic_mem_read,
-                                   self.apic_mem_write, self._describe, owner=self)
+        if in_kernel:
+            from ...accel.kvm import kvm_apic_mem_write
+            self.region = MemoryRegion("kvm-apic-msi", APIC_SPACE_SIZE, self.apic_mem_read,
+                                       lambda o, v, s: kvm_apic_mem_write(self, o, v, s),
+                                       self._describe, owner=self)
+        else:
+            self.region = MemoryRegion("apic-msi", APIC_SPACE_SIZE, self.apic_mem_read,
+                                       self.apic_mem_write, self._describe, owner=self)
 
     # -- the window -------------------------------------------------------------------
     def _describe(self, offset: int, value: int) -> str | None:
-        if offset > 0xFFF or (offset >> 4) & 0xFF == 0:
-            return f"MSI write to apic-msi addr=0x{APIC_DEFAULT_ADDRESS + offset:x} data=0x{value:x}"
+        if is_msi(offset):
+            return (f"MSI write to {self.region.name} addr=0x{APIC_DEFAULT_ADDRESS + offset:x} "
+                    f"data=0x{value:x}")
         return None   # register accesses appear as apic_mem_readl/writel
 
     def apic_mem_read(self, offset: int, size: int) -> int:
@@ -82,23 +91,28 @@ class APICCommonState(Stateful):
             val = (self.irr >> (32 * ((reg - APIC_REG_IRR) >> 4))) & 0xFFFFFFFF
         else:
             val = 0
-        trace.apic_mem_readl(offset, val)
+        self.tr.apic_mem_readl(offset, val)
         return val
 
+    @tracepoint("hw/intc/apic.c", show=("offset", "value"))
     def apic_mem_write(self, offset: int, value: int, size: int) -> None:
+        """A write to the window: an MSI message, or a local APIC register."""
         if size < 4:
             return
-        if offset > 0xFFF or (offset >> 4) & 0xFF == 0:
+        if is_msi(offset):
             apic_send_msi(self, APIC_DEFAULT_ADDRESS + offset, value)
             return
+        self.register_write(offset, value)
+
+    def register_write(self, offset: int, value: int) -> None:
         reg = offset & 0xFF0
         if reg == APIC_REG_EOI:
             v = self.isr.bit_length() - 1
             note = f"  (EOI, highest in service: vector {v})" if v >= 0 else "  (EOI, none in service)"
-            trace.apic_mem_writel(offset, value, note)
+            self.tr.apic_mem_writel(offset, value, note)
             apic_eoi(self)
             return
-        trace.apic_mem_writel(offset, value, "")
+        self.tr.apic_mem_writel(offset, value, "")
         if reg == APIC_REG_TPR:
             self.tpr = value & 0xFF
         elif reg == APIC_REG_LDR:
@@ -136,24 +150,57 @@ class APICCommonState(Stateful):
                 "tmr": bits(r.get(self, "tmr", 0)), "stats": r.stats(self.stats)}
 
 
+class _NullTrace:
+    """The trace events of a component that runs in the host kernel (KVM): none."""
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        return _nothing
+
+
+def _nothing(*args: Any) -> None:
+    return None
+
+
+NULL_TRACE = _NullTrace()
+
+
+def is_msi(offset: int) -> bool:
+    """apic_mem_write's test: above the register page, or register index 0."""
+    return offset > 0xFFF or (offset >> 4) & 0xFF == 0
+
+
+def msi_decode(addr: int, data: int) -> tuple[int, int, int, int, int]:
+    """(dest, dest_mode, delivery_mode, vector, trigger_mode) of an x86 MSI (SDM §10.11)."""
+    return ((addr >> MSI_ADDR_DEST_ID_SHIFT) & 0xFF,
+            1 if addr & MSI_ADDR_DEST_MODE_LOGICAL else 0,
+            (data >> 8) & 0x7, data & 0xFF, (data >> 15) & 1)
+
+
+def record_delivery(s: APICCommonState, addr: int, data: int) -> tuple[int, int, int, int, int]:
+    d = msi_decode(addr, data)
+    dest, dest_mode, delivery_mode, vector, trigger_mode = d
+    s.delivered.append(Delivered(addr, data, vector, dest, dest_mode, delivery_mode,
+                                 trigger_mode, s.clock()))
+    return d
+
+
 @tracepoint("hw/intc/apic.c", show=("addr", "data"))
 def apic_send_msi(s: APICCommonState, addr: int, data: int) -> None:
     """Decode an MSI message and deliver its vector."""
-    dest = (addr >> MSI_ADDR_DEST_ID_SHIFT) & 0xFF
-    dest_mode = 1 if addr & MSI_ADDR_DEST_MODE_LOGICAL else 0
-    vector = data & 0xFF
-    delivery_mode = (data >> 8) & 0x7
-    trigger_mode = (data >> 15) & 1
-    s.delivered.append(Delivered(addr, data, vector, dest, dest_mode, delivery_mode,
-                                 trigger_mode, s.clock()))
-    apic_deliver_irq(s, dest, dest_mode, delivery_mode, vector, trigger_mode)
+    apic_deliver_irq(s, *record_delivery(s, addr, data))
 
 
 @tracepoint("hw/intc/apic.c", show=("vector",))
 def apic_deliver_irq(s: APICCommonState, dest: int, dest_mode: int, delivery_mode: int,
                      vector: int, trigger_mode: int) -> None:
     """Fixed or lowest-priority delivery to the CPUs the destination names (one here)."""
-    trace.apic_deliver_irq(dest, dest_mode, delivery_mode, vector, trigger_mode)
+    s.tr.apic_deliver_irq(dest, dest_mode, delivery_mode, vector, trigger_mode)
+    apic_accept(s, dest, dest_mode, delivery_mode, vector, trigger_mode)
+
+
+def apic_accept(s: APICCommonState, dest: int, dest_mode: int, delivery_mode: int,
+                vector: int, trigger_mode: int) -> None:
+    """Does the message name this CPU, with a mode we model?  Then request the vector."""
     hit = (s.log_dest & dest) if dest_mode else (dest == s.apic_id or dest == 0xFF)
     if not hit:
         s.stats["drop: MSI for another CPU"] += 1

@@ -33,7 +33,13 @@ IOAPIC_LVT_DEST_MODE = 1 << 11
 class IOAPICCommonState(Stateful):
     _state_ = ("irr", "ioredtbl")
 
-    def __init__(self, address_space: "AddressSpace", loop: "MainLoop") -> None:
+    def __init__(self, address_space: "AddressSpace", loop: "MainLoop",
+                 in_kernel: Any = None) -> None:
+        """``in_kernel``: KVM's in-kernel LAPIC to deliver to directly, or None for QEMU's
+        userspace I/O APIC, which sends its messages as MSI writes to the APIC window."""
+        from .apic import NULL_TRACE
+        self.in_kernel = in_kernel
+        self.tr: Any = NULL_TRACE if in_kernel is not None else trace
         self.as_ = address_space
         self.loop = loop
         self.irr = 0
@@ -86,7 +92,7 @@ class IOAPICCommonState(Stateful):
     # -- pins -------------------------------------------------------------------------
     def set_irq(self, pin: int, level: int) -> None:
         """ioapic_set_irq: a GSI changed level (PCI INTx# are level triggered)."""
-        trace.ioapic_set_irq(pin, level)
+        self.tr.ioapic_set_irq(pin, level)
         self.stats[f"pin {pin} level {level}"] += 1
         mask = 1 << pin
         entry = self.ioredtbl[pin]
@@ -115,7 +121,7 @@ class IOAPICCommonState(Stateful):
                 if entry & IOAPIC_LVT_REMOTE_IRR:
                     continue
                 self._set_entry(pin, entry | IOAPIC_LVT_REMOTE_IRR)
-                trace.ioapic_set_remote_irr(pin)
+                self.tr.ioapic_set_remote_irr(pin)
             else:
                 self.irr &= ~mask
             vector = entry & 0xFF
@@ -124,17 +130,21 @@ class IOAPICCommonState(Stateful):
             addr = 0xFEE00000 | dest << 12 | (4 if entry & IOAPIC_LVT_DEST_MODE else 0)
             data = vector | delivery << 8 | (0x8000 if level else 0)
             self.stats["messages sent"] += 1
-            address_space_stl_le(self.as_, addr, data)
+            if self.in_kernel is not None:
+                from ...accel.kvm import kvm_ioapic_deliver
+                kvm_ioapic_deliver(self.in_kernel, addr, data)
+            else:
+                address_space_stl_le(self.as_, addr, data)
 
     def eoi_broadcast(self, vector: int) -> None:
         """ioapic_eoi_broadcast: the local APIC retired a level-triggered vector."""
-        trace.ioapic_eoi_broadcast(vector)
+        self.tr.ioapic_eoi_broadcast(vector)
         for pin in range(IOAPIC_NUM_PINS):
             entry = self.ioredtbl[pin]
             if (entry & 0xFF) != vector or not entry & IOAPIC_LVT_REMOTE_IRR:
                 continue
             self._set_entry(pin, entry & ~IOAPIC_LVT_REMOTE_IRR)
-            trace.ioapic_clear_remote_irr(pin, vector)
+            self.tr.ioapic_clear_remote_irr(pin, vector)
             if self.irr & (1 << pin) and not entry & IOAPIC_LVT_MASKED:
                 self.ioapic_service()
 

@@ -88,7 +88,7 @@ def frames_per_second(line: str, n: int, record: bool = False) -> float:
     assert len(frame) == 60
     batch = 32
     rec = vm.record() if record else None
-    if rec:
+    if rec is not None:
         rec.start()
     t = time.perf_counter()
     for _ in range(n // batch):
@@ -96,7 +96,7 @@ def frames_per_second(line: str, n: int, record: bool = False) -> float:
             host.send(frame + bytes(4))
         vm.run()
     dt = time.perf_counter() - t
-    if rec:
+    if rec is not None:
         rec.stop()
     assert vm.guest.stack.stats["drop: IPv4 packet not for us"] >= n // batch * batch
     return n / dt
@@ -107,12 +107,12 @@ def pings_per_second(n: int, record: bool = False) -> tuple[float, object]:
     vm.boot()
     vm.host().ping(count=2)
     rec = vm.record() if record else None
-    if rec:
+    if rec is not None:
         rec.start()
     t = time.perf_counter()
     rtts = vm.host().ping(count=n)
     dt = time.perf_counter() - t
-    if rec:
+    if rec is not None:
         rec.stop()
     assert all(r is not None for r in rtts)
     return n / dt, rec

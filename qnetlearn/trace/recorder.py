@@ -8,9 +8,11 @@ backwards, without the recorder ever copying the whole state per step.
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Iterator
 
 from . import state as _state
+from .state import _STEP
 from .tracepoint import REGISTRY, Tracepoint
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -66,6 +68,28 @@ class Step:
         return f"<{self.kind} {self.name} depth={self.depth} {self.args}>"
 
 
+class StepList(Sequence):
+    """``rec.steps``: the recorded steps, kept as tuples and shown as :class:`Step`."""
+
+    def __init__(self, raw: "list[tuple] | deque[tuple]") -> None:
+        self._raw = raw
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [Step(*t) for t in list(self._raw)[i]]
+        return Step(*self._raw[i])
+
+    def __iter__(self) -> Iterator[Step]:
+        for t in self._raw:
+            yield Step(*t)
+
+
+_PLAIN = frozenset((type(None), bool, int, float))
+
+
 def _short(value: Any) -> Any:
     """What a step keeps of a return value: numbers, short text, None."""
     if value is None or isinstance(value, (bool, int, float)):
@@ -82,14 +106,14 @@ class Recorder:
     def __init__(self, machine: "Machine | None" = None, max_steps: int | None = None) -> None:
         self.machine = machine
         self.max_steps = max_steps
-        self.steps: list[Step] | deque[Step] = deque(maxlen=max_steps) if max_steps else []
-        self.dropped_steps = 0
+        self._raw: list[tuple] | deque[tuple] = deque(maxlen=max_steps) if max_steps else []
+        self._n = 0                  # steps recorded, the dropped ones included
         self.journal: list[tuple] = []
         self.images: dict[int, tuple[Any, dict[str, Any]]] = {}
         self.ram_image: dict[int, bytes] = {}
         self.frames: list[tuple[int, str, str, bytes]] = []  # (time_ns, netdev, type, frame)
         self._stack: list[int] = []
-        self._clock: Callable[[], int] = (lambda: machine.clock_ns) if machine else (lambda: 0)
+        self._loop: Any = machine.loop if machine is not None else _NoClock()
         self._cursor: tuple[int, dict, dict] | None = None
         self.active = False
 
@@ -123,45 +147,52 @@ class Recorder:
     def __exit__(self, *exc: Any) -> None:
         self.stop()
 
-    # -- the two handlers the tracepoints call ----------------------------------------
-    def _append(self, step: Step) -> None:
-        steps = self.steps
-        if self.max_steps and len(steps) == self.max_steps:
-            self.dropped_steps += 1
-        steps.append(step)
-        _state._STEP[0] = self.dropped_steps + len(steps)
+    @property
+    def steps(self) -> StepList:
+        return StepList(self._raw)
 
+    @property
+    def dropped_steps(self) -> int:
+        """Steps that ``max_steps`` dropped from the front."""
+        return self._n - len(self._raw)
+
+    # -- the two handlers the tracepoints call (hot: keep them lean) ---------------------
     def _on_call(self, tp: Tracepoint, args: tuple, kwargs: dict) -> Any:
         stack = self._stack
-        depth = len(stack)
-        index = self.dropped_steps + len(self.steps)
+        raw = self._raw
+        loop = self._loop
+        index = self._n
         argv = tp.shown_args(args, kwargs) if tp.show else ()
-        self._append(Step("call", tp, depth, stack[-1] if stack else -1, self._clock(),
-                          CONTEXT.name, argv))
+        raw.append(("call", tp, len(stack), stack[-1] if stack else -1, loop.clock_ns,
+                    CONTEXT.name, argv))
+        self._n = _STEP[0] = index + 1
         stack.append(index)
         try:
             ret = tp.orig(*args, **kwargs)
         finally:
             stack.pop()
-        self._append(Step("return", tp, depth, index, self._clock(), CONTEXT.name,
-                          (_short(ret),)))
+        n = self._n
+        raw.append(("return", tp, len(stack), index, loop.clock_ns, CONTEXT.name,
+                    (ret if type(ret) in _PLAIN else _short(ret),)))
+        self._n = _STEP[0] = n + 1
         return ret
 
     def _on_event(self, tp: Tracepoint, args: tuple) -> None:
         stack = self._stack
-        self._append(Step("event", tp, len(stack), stack[-1] if stack else -1,
-                          self._clock(), CONTEXT.name, args))
+        self._raw.append(("event", tp, len(stack), stack[-1] if stack else -1,
+                          self._loop.clock_ns, CONTEXT.name, args))
+        self._n = _STEP[0] = self._n + 1
 
     def add_frame(self, netdev: str, kind: str, frame: bytes) -> None:
         """A frame a net client sent (for to_pcap); called by the net layer while recording."""
-        self.frames.append((self._clock(), netdev, kind, bytes(frame)))
+        self.frames.append((self._loop.clock_ns, netdev, kind, bytes(frame)))
 
     # -- reading a recording ------------------------------------------------------------
     def _local(self, i: int) -> int:
         return i - self.dropped_steps if self.max_steps else i
 
     def step(self, i: int) -> Step:
-        return self.steps[self._local(i)]
+        return Step(*self._raw[self._local(i)])
 
     def callstack(self, i: int) -> list[str]:
         """Names of the frames live at step ``i``, outermost first."""
@@ -169,14 +200,14 @@ class Recorder:
 
     def frames_at(self, i: int) -> list[Step]:
         """The call steps of the frames live at step ``i``, outermost first."""
-        steps = self.steps
-        s = steps[self._local(i)]
+        raw = self._raw
+        s = Step(*raw[self._local(i)])
         chain: list[Step] = []
         j = i if s.kind == "call" else s.parent
         if s.kind == "return":
             j = s.parent
         while j >= 0 and self._local(j) >= 0:
-            c = steps[self._local(j)]
+            c = Step(*raw[self._local(j)])
             chain.append(c)
             j = c.parent
         chain.reverse()
@@ -185,10 +216,10 @@ class Recorder:
     def find(self, name: str) -> list[int]:
         """Indices of the steps named ``name`` (calls, returns and events)."""
         base = self.dropped_steps if self.max_steps else 0
-        return [base + k for k, s in enumerate(self.steps) if s.tp.name == name]
+        return [base + k for k, t in enumerate(self._raw) if t[1].name == name]
 
     def __len__(self) -> int:
-        return len(self.steps)
+        return len(self._raw)
 
     # -- state at a step --------------------------------------------------------------
     def _replay(self, i: int) -> tuple[dict[int, dict[str, Any]], dict[int, bytearray]]:
@@ -248,6 +279,10 @@ class Recorder:
 
 
 _ACTIVE: list[Recorder | None] = [None]
+
+
+class _NoClock:
+    clock_ns = 0
 
 
 def active() -> Recorder | None:

@@ -24,8 +24,13 @@ _LIVE: "weakref.WeakSet[Stateful]" = weakref.WeakSet()
 _CLASSES: list[type] = []
 
 
+_IMMUTABLE = frozenset((int, bool, str, float, type(None), bytes, tuple, frozenset))
+
+
 def _copy(value: Any) -> Any:
     """An immutable copy of a state value (containers become tuples or dicts)."""
+    if type(value) in _IMMUTABLE:
+        return value
     if isinstance(value, (list, tuple)) or type(value).__name__ == "deque":
         return tuple(value)
     if isinstance(value, (bytearray, memoryview)):

@@ -18,6 +18,7 @@ Two kinds exist:
 from __future__ import annotations
 
 import inspect
+from operator import itemgetter
 from types import CodeType, FunctionType
 from typing import Any, Callable, TypeVar
 
@@ -33,7 +34,7 @@ class Tracepoint:
     """One traced function or trace event."""
 
     __slots__ = ("name", "kind", "src", "func", "code", "orig", "argnames", "show",
-                 "shown_names", "fmt", "index", "_wrapper", "glob")
+                 "shown_names", "fmt", "index", "_wrapper", "glob", "_get")
 
     def __init__(self, func: FunctionType, kind: str, src: str, show: tuple[str, ...],
                  fmt: str | None, name: str | None = None) -> None:
@@ -48,6 +49,7 @@ class Tracepoint:
         self.argnames = tuple(inspect.signature(func).parameters)
         self.show = tuple(self.argnames.index(a) for a in show)
         self.shown_names = tuple(self.argnames[i] for i in self.show)
+        self._get = itemgetter(*self.show) if self.show else None
         self.fmt = fmt
         self.index = len(REGISTRY)
         # An untraced copy of the original, for the wrapper to call.
@@ -66,6 +68,9 @@ class Tracepoint:
 
     def shown_args(self, args: tuple, kwargs: dict) -> tuple:
         """The values of the arguments worth showing, in ``shown_names`` order."""
+        if len(args) > self.show[-1] and self.show[-1] == max(self.show):
+            v = self._get(args)  # type: ignore[misc]
+            return v if len(self.show) > 1 else (v,)
         n = len(args)
         return tuple(args[i] if i < n else kwargs.get(self.argnames[i]) for i in self.show)
 
@@ -90,10 +95,13 @@ def _wrapper_code(index: int, name: str, kind: str) -> CodeType:
 def _register(func: FunctionType, kind: str, src: str, show: tuple[str, ...],
               fmt: str | None, name: str | None) -> Tracepoint:
     tp = Tracepoint(func, kind, src, show, fmt, name)
-    if (kind, tp.name) in BY_NAME:
-        raise ValueError(f"{kind} tracepoint {tp.name} declared twice")
+    prev = BY_NAME.get((kind, tp.name))
+    # C functions are per file: QEMU's hw/net/e1000.c and Linux's virtio_net.c both have a
+    # start_xmit.  The same name twice in one source file is a mistake; BY_NAME keeps the first.
+    if prev is not None and prev.src == src:
+        raise ValueError(f"{kind} tracepoint {tp.name} declared twice in {src}")
     REGISTRY.append(tp)
-    BY_NAME[(kind, tp.name)] = tp
+    BY_NAME.setdefault((kind, tp.name), tp)
     return tp
 
 

@@ -46,6 +46,7 @@ _DESC = struct.Struct("<QIHH")
 _USED_ELEM = struct.Struct("<II")
 
 
+@tracepoint("hw/virtio/virtio.c", show=("event_idx", "new_idx", "old"))
 def vring_need_event(event_idx: int, new_idx: int, old: int) -> bool:
     """Notify iff ``event_idx`` lies in [old, new) modulo 2^16 (virtio 1.x §2.7.10)."""
     return (new_idx - event_idx - 1) & 0xFFFF < (new_idx - old) & 0xFFFF

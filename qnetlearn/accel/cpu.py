@@ -40,6 +40,7 @@ class X86CPU:
         self.accel = "tcg"
         #: under KVM: regions the kernel emulates itself (LAPIC, I/O APIC): no exit to QEMU
         self.in_kernel_regions: set[object] = set()
+        self._keys: dict[tuple[str, str], str] = {}
         apic.cpu_interrupt = self._kick
         loop.vcpu = self
 
@@ -55,12 +56,19 @@ class X86CPU:
 
     def mmio_read(self, addr: int, size: int) -> int:
         """A load from a device region: emulated by QEMU (TCG), or a VM exit (KVM)."""
-        self._account("read", self._as.lookup(addr))
-        return self._as.read(addr, size)
+        hit = self._as.lookup(addr)
+        self._account("read", hit)
+        if hit is None:
+            return self._as.read(addr, size)        # RAM, or nothing there
+        return hit[0].dispatch_read(hit[1], size)
 
     def mmio_write(self, addr: int, size: int, value: int) -> None:
-        self._account("write", self._as.lookup(addr))
-        self._as.write(addr, size, value)
+        hit = self._as.lookup(addr)
+        self._account("write", hit)
+        if hit is None:
+            self._as.write(addr, size, value)
+        else:
+            hit[0].dispatch_write(hit[1], value, size)
 
     def pci_config_read(self, devfn: int, offset: int, size: int) -> int:
         """Configuration read through ports 0xCF8/0xCFC: two port I/O accesses."""
@@ -94,7 +102,10 @@ class X86CPU:
         elif kvm and region in self.in_kernel_regions:
             st[f"in-kernel {kind} {name}"] += 1
             return
-        st[f"mmio {kind} {name}"] += 1
+        key = self._keys.get((kind, name))
+        if key is None:
+            key = self._keys[(kind, name)] = f"mmio {kind} {name}"
+        st[key] += 1
         st["mmio accesses"] += 1
         if kvm:
             st["exits KVM_EXIT_MMIO"] += 1
@@ -117,7 +128,7 @@ class X86CPU:
         self.stats["kicks"] += 1
 
     def has_work(self) -> bool:
-        return bool(self.work) or self._apic.has_interrupt()
+        return bool(self.work) or (self._apic.irr != 0 and self._apic.has_interrupt())
 
     def run(self) -> None:
         """One slice: take a deliverable interrupt, else run one piece of guest work."""

@@ -86,7 +86,10 @@ class RAM:
         if addr < 0 or addr + n > self.size:
             raise MemTxError(addr, n)
         self.mm[addr:addr + n] = data
-        self._touch(addr, n)
+        if (addr & 0xFFF) + n <= PAGE:
+            self.touched.add(addr >> 12)
+        else:
+            self._touch(addr, n)
 
     def stw(self, addr: int, value: int) -> None:
         if addr < 0 or addr + 2 > self.size:
@@ -98,7 +101,10 @@ class RAM:
         if addr < 0 or addr + 4 > self.size:
             raise MemTxError(addr, 4)
         _U32.pack_into(self.mm, addr, value & 0xFFFFFFFF)
-        self._touch(addr, 4)
+        if (addr & 0xFFF) <= PAGE - 4:
+            self.touched.add(addr >> 12)
+        else:
+            self._touch(addr, 4)
 
     def stq(self, addr: int, value: int) -> None:
         if addr < 0 or addr + 8 > self.size:

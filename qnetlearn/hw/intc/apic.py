@@ -13,6 +13,7 @@ from typing import Any, Callable, NamedTuple
 from ...system.memory import MemoryRegion
 from ...trace import Stateful, Stats, tracepoint
 from ...trace import events as trace
+from ...trace.recorder import _ACTIVE
 
 APIC_DEFAULT_ADDRESS = 0xFEE00000
 APIC_SPACE_SIZE = 0x100000
@@ -107,9 +108,10 @@ class APICCommonState(Stateful):
     def register_write(self, offset: int, value: int) -> None:
         reg = offset & 0xFF0
         if reg == APIC_REG_EOI:
-            v = self.isr.bit_length() - 1
-            note = f"  (EOI, highest in service: vector {v})" if v >= 0 else "  (EOI, none in service)"
-            self.tr.apic_mem_writel(offset, value, note)
+            if _ACTIVE[0] is not None:       # the golden's note, only worth making for a trace
+                v = self.isr.bit_length() - 1
+                self.tr.apic_mem_writel(offset, value, f"  (EOI, highest in service: vector {v})"
+                                        if v >= 0 else "  (EOI, none in service)")
             apic_eoi(self)
             return
         self.tr.apic_mem_writel(offset, value, "")

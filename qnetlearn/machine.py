@@ -17,7 +17,7 @@ from .hw.pci.pci import PCIBus, PCIDevice
 from .net.hub import Hubs
 from .net.net import NetClientState
 from .net.tap import HostEnd, SimTap, TAPState
-from .system.main_loop import MainLoop
+from .system.main_loop import VCPU_COST_NS, MainLoop
 from .system.memory import RAM, AddressSpace
 from .system.vl import CmdlineError, MachineConfig, NicConfig, parse_cmdline
 from .trace import Recorder, Stats
@@ -59,6 +59,7 @@ class Machine:
         self.accel = config.accel
         self.ignored_options = list(config.ignored_options)
         self.loop = MainLoop()
+        self.loop.cost_ns["vcpu"] = VCPU_COST_NS[self.accel]
         self.ram = RAM(config.ram_size)
         self.memory = AddressSpace("memory", self.ram)
         self.pci = PCIBus(self.memory, self.loop)
@@ -89,6 +90,8 @@ class Machine:
             self.guest = LinuxGuest(self.cpu, ip=GUEST_IP, static_arp={
                 h.ip: h.mac for h in self.hosts.values()})
         self.booted = False
+        from .monitor import machine_created
+        machine_created(self)          # -qmp / -monitor sockets; the notebook magic's machine
 
     @classmethod
     def from_cmdline(cls, cmdline: str | Sequence[str], guest: str | None = "linux") -> "Machine":
@@ -131,7 +134,7 @@ class Machine:
         ifname = opts.get("ifname") or f"tap{len(self.taps)}"
         if opts.get("host", "sim") == "kernel":
             from .net.tap_linux import open_kernel_tap
-            fd = open_kernel_tap(ifname, opts)
+            fd = open_kernel_tap(opts.get("ifname") or "tap%d", opts)   # the kernel numbers it
             tap = TAPState(self.loop, peer, name, fd, fd.ifname, opts)
         else:
             vnet_hdr = opts.get("vnet_hdr", "on").lower() not in ("off", "false", "no")
@@ -147,8 +150,8 @@ class Machine:
             return None
         if peer.info.type == "nic":
             return peer.opaque
-        if peer.info.type == "hubport":
-            for port in peer.opaque.hub.ports:
+        if peer.info.type == "hubport":          # the first NIC on the hub: the guest's eth0
+            for port in reversed(peer.opaque.hub.ports):
                 if port.nc.peer is not None and port.nc.peer.info.type == "nic":
                     return port.nc.peer.opaque
         return None
@@ -219,6 +222,11 @@ class Machine:
     def netdev(self, netdev_id: str) -> NetClientState:
         return self.netdevs[netdev_id]
 
+    def monitor(self, cmd: str) -> str:
+        """Run one HMP command (``info network``, ``x /4x 0x1000``...); QEMU 7.2's output."""
+        from .monitor.hmp import hmp_command
+        return hmp_command(self, cmd)
+
     def pci_config_read(self, devfn: int, offset: int, size: int) -> int:
         return self.pci.config_read(devfn, offset, size)
 
@@ -273,7 +281,9 @@ class Machine:
         return out
 
     def close(self) -> None:
-        """Close real TAP devices (their downscript runs)."""
+        """Close real TAP devices (their downscript runs) and the monitor sockets."""
+        from .monitor import machine_closed
+        machine_closed(self)
         for tap in self.taps.values():
             if tap.nc.info.cleanup is not None:
                 tap.nc.info.cleanup(tap.nc)

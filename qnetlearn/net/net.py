@@ -121,11 +121,21 @@ def _record_frame(sender: NetClientState, data: bytes) -> None:
         rec.add_frame(sender.name, sender.info.type, data)
 
 
+def _drop_empty(sender: NetClientState) -> int:
+    """An empty frame: the receive API's 0 means "busy, queue it", so an empty frame would
+    be queued, block its receiver and be delivered again on every flush.  Drop it here
+    (a TAP refuses frames shorter than 14 bytes anyway); -1 tells the sender it is gone."""
+    sender.count_drop(0, "empty frame")
+    return -1
+
+
 @tracepoint("net/net.c", show=("size",))
 def qemu_send_packet_async_with_flags(sender: NetClientState, flags: int, buf: bytes,
                                       size: int, sent_cb: SentCb | None) -> int:
     """Put ``buf`` on the peer's incoming queue; a down link or no peer drops it."""
     sender.stats["tx"] += 1
+    if not size:
+        return _drop_empty(sender)
     if sender.link_down:
         sender.count_drop(size, "link down")
         return size
@@ -156,6 +166,8 @@ def qemu_sendv_packet_async(sender: NetClientState, iov: list[bytes], iovcnt: in
     """Send a packet given as pieces (the guest's TX descriptors)."""
     size = sum(len(b) for b in iov)
     sender.stats["tx"] += 1
+    if not size:
+        return _drop_empty(sender)
     if size > NET_BUFSIZE:
         sender.count_drop(size, "larger than NET_BUFSIZE")
         return size

@@ -103,12 +103,24 @@ class TAPState:
         self.enabled = True
         self.host_vnet_hdr_len = getattr(fd, "vnet_hdr_sz", 0)
         self.using_vnet_hdr = False
+        #: ``capture(direction, frame)`` sees every frame crossing the fd, without its
+        #: virtio_net_hdr ("to-guest" read, "to-host" written): a pcap of this netdev
+        self.capture: Callable[[str, bytes], None] | None = None
+        self.closed = False
         self.nc = qemu_new_net_client(net_tap_info, peer, "tap", name, self)
         tap_read_poll(self, True)
 
     def close(self) -> None:
-        self.loop.qemu_set_fd_handler(self.fd if not hasattr(self.fd, "fileno") else
-                                      self.fd.fileno(), None, None, None)
+        """tap_cleanup: stop watching the fd, then close it (a real TAP runs its downscript
+        and disappears).  Calling it twice is harmless."""
+        if self.closed:
+            return
+        self.closed = True
+        self.read_poll = self.write_poll = False
+        tap_update_fd_handler(self)
+        close = getattr(self.fd, "close", None)
+        if close is not None:
+            close()
 
 
 def tap_update_fd_handler(s: TAPState) -> None:
@@ -147,6 +159,8 @@ def tap_send(s: TAPState) -> None:
         buf = s.fd.read()
         if buf is None:
             break
+        if s.capture is not None:
+            s.capture("to-guest", buf[s.host_vnet_hdr_len:])
         if s.host_vnet_hdr_len and not s.using_vnet_hdr:
             buf = buf[s.host_vnet_hdr_len:]
         size = qemu_send_packet_async(s.nc, buf, len(buf), tap_send_completed)
@@ -168,6 +182,10 @@ def tap_receive_iov(nc: NetClientState, iov: list[bytes]) -> int:
     if n is None:           # EAGAIN
         tap_write_poll(s, True)
         return 0
+    if n < 0:               # a write error: the frame is dropped (counted by the sender)
+        return n
+    if s.capture is not None:
+        s.capture("to-host", data[s.host_vnet_hdr_len:])
     return len(iov[0]) if len(iov) == 1 else sum(map(len, iov))
 
 

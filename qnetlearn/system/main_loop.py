@@ -7,7 +7,8 @@ deterministic sequence: the same inputs give the same steps.  :meth:`MainLoop.st
 the next event in a fixed order: a scheduled bottom half, the vCPU if it has work, the
 next ready fd handler (round robin), then the earliest expired timer.  When nothing is
 ready the virtual clock jumps to the next timer; with real file descriptors registered and
-a wall-clock timeout, it waits on them with ``selectors``.
+a wall-clock timeout, it waits on them with ``selectors`` and the virtual clock follows the
+wall clock while it waits (see :meth:`MainLoop.run`).
 
 Virtual time (``QEMU_CLOCK_VIRTUAL``, ns) advances by a fixed cost per event (the costs
 below), and jumps to timers; it is the clock of recordings, pcap files and ping times.
@@ -22,8 +23,12 @@ from typing import Any, Callable, Protocol
 
 from ..trace import CONTEXT
 
-#: virtual nanoseconds each kind of event costs
-COST_NS = {"fd": 2_000, "bh": 1_000, "timer": 500, "vcpu": 3_000}
+#: virtual nanoseconds each kind of event costs.  A vCPU slice (an interrupt handler, a
+#: NAPI poll) is slow under TCG, which translates and emulates the guest's code; the
+#: recordings of real QEMU show about 0.1-0.3 ms per slice.  Under KVM the guest runs at
+#: native speed (a few microseconds).  ``Machine`` picks the vCPU cost by accelerator.
+COST_NS = {"fd": 2_000, "bh": 1_000, "timer": 500, "vcpu": 100_000}
+VCPU_COST_NS = {"tcg": 100_000, "kvm": 3_000}
 
 
 class SimFd(Protocol):
@@ -113,6 +118,8 @@ class MainLoop:
         self.selector = selectors.DefaultSelector()
         self.real_fds: dict[int, FdHandler] = {}
         self.events_run = 0
+        self.cost_ns = dict(COST_NS)
+        self._vcpu_prepaid = False
 
     # -- bottom halves ---------------------------------------------------------------
     def qemu_bh_new(self, cb: Callable[[Any], None], opaque: Any, name: str = "bh") -> QEMUBH:
@@ -202,16 +209,34 @@ class MainLoop:
 
     # -- running -----------------------------------------------------------------------
     def step(self, _real: dict[int, int] | None = None, wait: bool = True) -> bool:
-        """Run exactly one event; False when nothing is pending (no timer left either)."""
+        """Run exactly one event; False when nothing is pending (no timer left either).
+
+        Order: a bottom half; a timer whose time has come (it would have fired while the
+        vCPU ran); a vCPU slice; a ready fd; else (``wait``) jump to the next timer.
+        """
+        cost = self.cost_ns
         if self.bhs:
             bh = self.bhs.popleft()
             bh.scheduled = False
-            self._run("main-loop", COST_NS["bh"], bh.cb, bh.opaque)
+            self._run("main-loop", cost["bh"], bh.cb, bh.opaque)
+            return True
+        t = self._next_timer()
+        if t is not None and t.expire_time <= self.clock_ns:
+            self._fire(t)
             return True
         vcpu = self.vcpu
         if vcpu is not None and vcpu.has_work():
+            if not self._vcpu_prepaid:
+                # the slice takes time: a timer that expires meanwhile fires first, as it
+                # would in QEMU's main-loop thread while the vCPU thread runs the guest
+                self.clock_ns += cost["vcpu"]
+                self._vcpu_prepaid = True
+                t = self._next_timer()
+                if t is not None and t.expire_time <= self.clock_ns:
+                    self._fire(t)
+                    return True
+            self._vcpu_prepaid = False
             CONTEXT.name = "vcpu0"
-            self.clock_ns += COST_NS["vcpu"]
             self.events_run += 1
             try:
                 vcpu.run()
@@ -222,17 +247,18 @@ class MainLoop:
         if ready is not None:
             h, is_read = ready
             cb = h.read if is_read else h.write
-            self._run("main-loop", COST_NS["fd"], cb, h.opaque)
+            self._run("main-loop", cost["fd"], cb, h.opaque)
             return True
-        t = self._next_timer()
-        if t is not None and (wait or t.expire_time <= self.clock_ns):
-            heapq.heappop(self.timers)
-            if t.expire_time > self.clock_ns:
-                self.clock_ns = t.expire_time
-            t.expire_time = -1
-            self._run(t.context, COST_NS["timer"], t.cb, t.opaque)
+        if t is not None and wait:
+            self.clock_ns = t.expire_time
+            self._fire(t)
             return True
         return False
+
+    def _fire(self, t: QEMUTimer) -> None:
+        heapq.heappop(self.timers)
+        t.expire_time = -1
+        self._run(t.context, self.cost_ns["timer"], t.cb, t.opaque)
 
     def _run(self, context: str, cost: int, cb: Callable[[Any], None], opaque: Any) -> None:
         CONTEXT.name = context
@@ -247,29 +273,34 @@ class MainLoop:
             until: Callable[[], bool] | None = None) -> int:
         """Run until idle (or ``until()`` holds); with ``timeout`` also wait on real fds.
 
-        Returns the number of events run.  ``timeout`` is in wall-clock seconds.
+        Returns the number of events run.  ``timeout`` is in wall-clock seconds.  Without
+        real fds (or without ``timeout``) the virtual clock jumps to the next timer when
+        nothing else is ready.  With real fds and a ``timeout`` the machine runs in real
+        time: while idle it sleeps in ``select`` until a real fd is ready or the next timer
+        is due, and the virtual clock advances by the wall time slept, so a timer never
+        fires before its time has passed on the wall clock (a guest's timeout does not
+        expire while a real host is still answering).
         """
         n = 0
         deadline = None if timeout is None else time.monotonic() + timeout
         while n < max_events:
             if until is not None and until():
                 break
-            if self.step(wait=deadline is None or not self.real_fds):
+            realtime = deadline is not None and bool(self.real_fds)
+            if self.step(wait=not realtime):
                 n += 1
                 continue
-            if deadline is None or not self.real_fds:
+            if not realtime:
                 break
-            left = deadline - time.monotonic()
+            start = time.monotonic()
+            left = deadline - start   # type: ignore[operator]
             if left <= 0:
                 break
             t = self._next_timer()
-            # wait for a real fd, but not past the next virtual timer (we do not sleep on
-            # virtual time: it jumps), nor past the wall-clock deadline
-            ready = self._poll_real(left if t is None else 0.001)
-            if ready:
-                if self.step(_real=ready):
-                    n += 1
-            elif t is not None:
-                if self.step():
-                    n += 1
+            if t is not None:
+                left = min(left, max(0.0, (t.expire_time - self.clock_ns) / 1e9))
+            ready = self._poll_real(left)
+            self.clock_ns += int((time.monotonic() - start) * 1e9)
+            if ready and self.step(_real=ready, wait=False):
+                n += 1
         return n

@@ -14,6 +14,11 @@ Two kinds exist:
 * **trace events** (``@trace_event("vq {vq} elem {elem} len {len} idx {idx}")``) are QEMU's
   ``trace-events`` lines: empty functions called at the point where QEMU calls
   ``trace_<name>()``, recorded as ``event`` steps.
+
+The same code swap lets an exercise run a student's function in place of a call
+tracepoint's own code (:meth:`Tracepoint.plug`, used by ``qn.plug``): the wrapper then calls
+``tp.orig``, which is the student's function, and a recorder attached meanwhile records it
+under the tracepoint's name.
 """
 from __future__ import annotations
 
@@ -34,7 +39,8 @@ class Tracepoint:
     """One traced function or trace event."""
 
     __slots__ = ("name", "kind", "src", "func", "code", "orig", "argnames", "show",
-                 "shown_names", "fmt", "index", "_wrapper", "glob", "_get")
+                 "shown_names", "fmt", "index", "_wrapper", "glob", "_get", "pristine",
+                 "handler")
 
     def __init__(self, func: FunctionType, kind: str, src: str, show: tuple[str, ...],
                  fmt: str | None, name: str | None = None) -> None:
@@ -55,16 +61,49 @@ class Tracepoint:
         # An untraced copy of the original, for the wrapper to call.
         self.orig = FunctionType(self.code, self.glob, self.name, func.__defaults__)
         self.orig.__kwdefaults__ = func.__kwdefaults__
+        #: ``orig`` while nothing is plugged in (see :meth:`plug`)
+        self.pristine = self.orig
+        #: the attached recorder's handler, or None
+        self.handler: Callable[..., Any] | None = None
         self._wrapper = _wrapper_code(self.index, func.__name__, kind)
 
     def attach(self, handler: Callable[..., Any]) -> None:
         """Route calls to ``handler(tp, args, kwargs)`` (call) or ``handler(tp, args)``."""
+        self.handler = handler
         self.glob[f"_qn_tp_{self.index}"] = (self, handler)
         self.func.__code__ = self._wrapper
 
     def detach(self) -> None:
+        self.handler = None
+        if self.plugged:
+            self.glob[f"_qn_tp_{self.index}"] = (self, _call_orig)
+            return
         self.func.__code__ = self.code
         self.glob.pop(f"_qn_tp_{self.index}", None)
+
+    # -- exercise slots (qnetlearn.grading) ---------------------------------------------
+    @property
+    def plugged(self) -> bool:
+        return self.orig is not self.pristine
+
+    def plug(self, impl: Callable[..., Any]) -> None:
+        """Run ``impl`` in place of the function's own code, for every caller.
+
+        ``impl`` becomes ``orig``, what the wrapper (or an attached recorder, which then
+        records ``impl`` under this tracepoint's name) calls.  :meth:`unplug` undoes it.
+        """
+        if self.kind != "call":
+            raise TypeError(f"{self.name} is a trace event, not a function to replace")
+        self.orig = impl
+        if self.handler is None:
+            self.glob[f"_qn_tp_{self.index}"] = (self, _call_orig)
+            self.func.__code__ = self._wrapper
+
+    def unplug(self) -> None:
+        self.orig = self.pristine
+        if self.handler is None:
+            self.func.__code__ = self.code
+            self.glob.pop(f"_qn_tp_{self.index}", None)
 
     def shown_args(self, args: tuple, kwargs: dict) -> tuple:
         """The values of the arguments worth showing, in ``shown_names`` order."""
@@ -76,6 +115,11 @@ class Tracepoint:
 
     def __repr__(self) -> str:
         return f"<tracepoint {self.kind} {self.name} ({self.src})>"
+
+
+def _call_orig(tp: Tracepoint, args: tuple, kwargs: dict) -> Any:
+    """The handler of a plugged tracepoint while no recorder is attached."""
+    return tp.orig(*args, **kwargs)
 
 
 def _wrapper_code(index: int, name: str, kind: str) -> CodeType:

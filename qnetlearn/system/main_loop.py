@@ -220,7 +220,8 @@ class MainLoop:
             bh.scheduled = False
             self._run("main-loop", cost["bh"], bh.cb, bh.opaque)
             return True
-        t = self._next_timer()
+        timers = self.timers
+        t = self._next_timer() if timers and timers[0][0] <= self.clock_ns else None
         if t is not None and t.expire_time <= self.clock_ns:
             self._fire(t)
             return True
@@ -249,6 +250,8 @@ class MainLoop:
             cb = h.read if is_read else h.write
             self._run("main-loop", cost["fd"], cb, h.opaque)
             return True
+        if wait and timers:
+            t = self._next_timer()
         if t is not None and wait:
             self.clock_ns = t.expire_time
             self._fire(t)

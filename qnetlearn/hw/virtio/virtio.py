@@ -39,6 +39,8 @@ VIRTIO_CONFIG_S_DRIVER_OK = 4
 VIRTIO_CONFIG_S_FEATURES_OK = 8
 VIRTIO_CONFIG_S_NEEDS_RESET = 0x40
 VIRTIO_CONFIG_S_FAILED = 0x80
+EVENT_IDX = 1 << VIRTIO_RING_F_EVENT_IDX
+NOTIFY_ON_EMPTY = 1 << VIRTIO_F_NOTIFY_ON_EMPTY
 #: sizeof(VirtQueueElement) in QEMU 7.2, printed by the virtqueue_alloc_element event
 ELEMENT_SIZE = 56
 
@@ -193,35 +195,33 @@ class VirtIODevice(Stateful):
 
 # -- ring accesses (vring_* in QEMU) ---------------------------------------------------
 
-def _ram(vdev: VirtIODevice) -> "RAM":
-    ram = vdev.dma
-    if ram is None:
-        raise MemTxError(0, 0)
-    return ram
+def _no_dma() -> "RAM":
+    """Bus mastering is off: every ring access fails, as QEMU's DMA would."""
+    raise MemTxError(0, 0)
 
 
 def vring_avail_idx(vq: VirtQueue) -> int:
-    vq.shadow_avail_idx = _ram(vq.vdev).lduw(vq.avail + 2)
+    vq.shadow_avail_idx = (vq.vdev.dma or _no_dma()).lduw(vq.avail + 2)
     return vq.shadow_avail_idx
 
 
 def vring_avail_flags(vq: VirtQueue) -> int:
-    return _ram(vq.vdev).lduw(vq.avail)
+    return (vq.vdev.dma or _no_dma()).lduw(vq.avail)
 
 
 def vring_get_used_event(vq: VirtQueue) -> int:
-    return _ram(vq.vdev).lduw(vq.avail + 4 + 2 * vq.num)
+    return (vq.vdev.dma or _no_dma()).lduw(vq.avail + 4 + 2 * vq.num)
 
 
 def vring_set_avail_event(vq: VirtQueue, val: int) -> None:
     """Tell the driver which avail index to kick at; only while notifications are on."""
     if not vq.notification:
         return
-    _ram(vq.vdev).stw(vq.used + 4 + 8 * vq.num, val)
+    (vq.vdev.dma or _no_dma()).stw(vq.used + 4 + 8 * vq.num, val)
 
 
 def vring_used_flags_set(vq: VirtQueue, mask: int, on: bool) -> None:
-    ram = _ram(vq.vdev)
+    ram = vq.vdev.dma or _no_dma()
     flags = ram.lduw(vq.used)
     ram.stw(vq.used, (flags | mask) if on else (flags & ~mask))
 
@@ -245,7 +245,7 @@ def virtio_queue_set_notification(vq: VirtQueue, enable: int) -> None:
     if not vq.desc:
         return
     try:
-        if vq.vdev.has_feature(VIRTIO_RING_F_EVENT_IDX):
+        if vq.vdev.guest_features & EVENT_IDX:
             vring_set_avail_event(vq, vring_avail_idx(vq))
         else:
             vring_used_flags_set(vq, VRING_USED_F_NO_NOTIFY, not enable)
@@ -288,7 +288,7 @@ def virtqueue_pop(vq: VirtQueue, sz: int = ELEMENT_SIZE) -> VirtQueueElement | N
 
 def _split_pop(vq: VirtQueue, sz: int) -> VirtQueueElement | None:
     vdev = vq.vdev
-    ram = _ram(vdev)
+    ram = vdev.dma or _no_dma()
     num = vq.num
     if vq.inuse >= num:
         virtio_error(vdev, "Virtqueue size exceeded")
@@ -302,7 +302,7 @@ def _split_pop(vq: VirtQueue, sz: int) -> VirtQueueElement | None:
     if head >= num:
         virtio_error(vdev, f"Guest says index {head} is available")
         return None
-    if vdev.has_feature(VIRTIO_RING_F_EVENT_IDX):
+    if vdev.guest_features & EVENT_IDX:
         vring_set_avail_event(vq, vq.last_avail_idx)
 
     out_sg: list[tuple[int, int]] = []
@@ -383,7 +383,7 @@ def virtqueue_get_avail_bytes(vq: VirtQueue, max_in: int, max_out: int) -> tuple
         return 0, 0
     in_total = out_total = 0
     try:
-        ram = _ram(vdev)
+        ram = vdev.dma or _no_dma()
         idx = vq.last_avail_idx
         avail_idx = vring_avail_idx(vq)
         if (avail_idx - idx) & 0xFFFF > vq.num:
@@ -436,7 +436,7 @@ def virtqueue_avail_bytes(vq: VirtQueue, in_bytes: int, out_bytes: int) -> bool:
 def iov_from_buf(vdev: VirtIODevice, sg: list[tuple[int, int]], offset: int,
                  data: bytes | memoryview) -> int:
     """Copy ``data`` into the guest buffers ``sg`` from byte ``offset``; returns bytes copied."""
-    ram = _ram(vdev)
+    ram = vdev.dma or _no_dma()
     done = 0
     n = len(data)
     for addr, length in sg:
@@ -455,7 +455,7 @@ def iov_from_buf(vdev: VirtIODevice, sg: list[tuple[int, int]], offset: int,
 
 def iov_to_buf(vdev: VirtIODevice, sg: list[tuple[int, int]]) -> bytes:
     """Gather the guest buffers ``sg`` (device-readable part of a chain)."""
-    ram = _ram(vdev)
+    ram = vdev.dma or _no_dma()
     if len(sg) == 1:
         addr, length = sg[0]
         data = ram.read(addr, length)
@@ -473,7 +473,7 @@ def virtqueue_fill(vq: VirtQueue, elem: VirtQueueElement, len: int, idx: int) ->
         return
     try:
         pos = (vq.used_idx + idx) % vq.num
-        _ram(vq.vdev).write(vq.used + 4 + 8 * pos, _USED_ELEM.pack(elem.index, len))
+        (vq.vdev.dma or _no_dma()).write(vq.used + 4 + 8 * pos, _USED_ELEM.pack(elem.index, len))
     except MemTxError as e:
         virtio_error(vq.vdev, f"Cannot write the used ring of {vq.name}: {e}")
 
@@ -490,7 +490,7 @@ def virtqueue_flush(vq: VirtQueue, count: int) -> None:
     old = vq.used_idx
     new = (old + count) & 0xFFFF
     try:
-        _ram(vq.vdev).stw(vq.used + 2, new)
+        (vq.vdev.dma or _no_dma()).stw(vq.used + 2, new)
     except MemTxError as e:
         virtio_error(vq.vdev, f"Cannot write the used ring of {vq.name}: {e}")
         return
@@ -513,10 +513,10 @@ def virtqueue_push(vq: VirtQueue, elem: VirtQueueElement, len: int) -> None:
 def virtio_should_notify(vdev: VirtIODevice, vq: VirtQueue) -> bool:
     """Does the driver want an interrupt now?  (NO_INTERRUPT flag, or used_event.)"""
     try:
-        if vdev.has_feature(VIRTIO_F_NOTIFY_ON_EMPTY) and not vq.inuse and \
+        if vdev.guest_features & NOTIFY_ON_EMPTY and not vq.inuse and \
                 virtio_queue_empty(vq):
             return True
-        if not vdev.has_feature(VIRTIO_RING_F_EVENT_IDX):
+        if not vdev.guest_features & EVENT_IDX:
             return not vring_avail_flags(vq) & VRING_AVAIL_F_NO_INTERRUPT
         v = vq.signalled_used_valid
         vq.signalled_used_valid = True

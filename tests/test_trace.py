@@ -9,7 +9,7 @@ import pytest
 import qnetlearn as qn
 from qnetlearn.net.dump import read_pcap
 from qnetlearn.net.net import NetClientInfo, qemu_new_net_client, qemu_send_packet
-from qnetlearn.net.stack import build_echo_request
+from qnetlearn.net.stack import build_echo_request, parse_frame
 from qnetlearn.trace import REGISTRY, tracepoint
 from spec_driver import SpecDriver
 
@@ -167,3 +167,18 @@ def test_max_steps_keeps_the_last_steps_only():
     assert len(rec.steps) == 10 and rec.dropped_steps > 0
     last = rec.dropped_steps + 9
     assert rec.step(last).name == "qemu_send_packet"
+
+
+def test_pcap_of_a_virtio_ping_has_plain_ethernet_frames(tmp_path):
+    """virtio-net and the TAP pass virtio_net_hdr along; the pcap shows the frames only."""
+    vm = qn.Machine.from_cmdline("-netdev tap,id=hn0 -device virtio-net-pci,id=net-pci0,netdev=hn0")
+    vm.boot()
+    with vm.record() as rec:
+        vm.host().ping(count=2)
+    path = tmp_path / "ping.pcap"
+    assert rec.to_pcap(str(path)) == 4
+    frames = [f for _t, f in read_pcap(str(path))]
+    parsed = [parse_frame(f) for f in frames]
+    assert [(p.type, p.seq, p.checksums_ok) for p in parsed] == [
+        (8, 1, True), (0, 1, True), (8, 2, True), (0, 2, True)]
+    assert frames[1::2] == list(vm.host().received)

@@ -116,9 +116,10 @@ def qemu_using_vnet_hdr(nc: NetClientState, enable: bool) -> None:
 
 
 def _record_frame(sender: NetClientState, data: bytes) -> None:
+    """Keep the frame for ``rec.to_pcap`` without the virtio_net_hdr it may carry."""
     rec = _ACTIVE[0]
     if rec is not None:
-        rec.add_frame(sender.name, sender.info.type, data)
+        rec.add_frame(sender.name, sender.info.type, data[sender.vnet_hdr_len:])
 
 
 def _drop_empty(sender: NetClientState) -> int:

@@ -202,10 +202,14 @@ def tap_set_vnet_hdr_len(nc: NetClientState, n: int) -> None:
     s: TAPState = nc.opaque
     s.host_vnet_hdr_len = n
     s.fd.vnet_hdr_sz = n
+    nc.vnet_hdr_len = n if s.using_vnet_hdr else 0
 
 
 def tap_using_vnet_hdr(nc: NetClientState, enable: bool) -> None:
-    nc.opaque.using_vnet_hdr = enable
+    """The peer NIC takes the header: frames cross with it, in both directions."""
+    s: TAPState = nc.opaque
+    s.using_vnet_hdr = enable
+    nc.vnet_hdr_len = s.host_vnet_hdr_len if enable else 0
 
 
 net_tap_info = NetClientInfo(type="tap", receive_iov=tap_receive_iov, cleanup=tap_cleanup,

@@ -136,6 +136,12 @@ def _wrapper_code(index: int, name: str, kind: str) -> CodeType:
     return ns[name].__code__
 
 
+def is_traced(func: Callable[..., Any]) -> bool:
+    """Is someone listening to this tracepoint now?  (Its code is the wrapper.)  Lets a
+    device skip building an event's text that nobody would see."""
+    return func.__code__.co_filename.startswith("<tracepoint")
+
+
 def _register(func: FunctionType, kind: str, src: str, show: tuple[str, ...],
               fmt: str | None, name: str | None) -> Tracepoint:
     tp = Tracepoint(func, kind, src, show, fmt, name)

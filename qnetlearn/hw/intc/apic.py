@@ -13,7 +13,7 @@ from typing import Any, Callable, NamedTuple
 from ...system.memory import MemoryRegion
 from ...trace import Stateful, Stats, tracepoint
 from ...trace import events as trace
-from ...trace.recorder import _ACTIVE
+from ...trace.tracepoint import is_traced
 
 APIC_DEFAULT_ADDRESS = 0xFEE00000
 APIC_SPACE_SIZE = 0x100000
@@ -108,7 +108,7 @@ class APICCommonState(Stateful):
     def register_write(self, offset: int, value: int) -> None:
         reg = offset & 0xFF0
         if reg == APIC_REG_EOI:
-            if _ACTIVE[0] is not None:       # the golden's note, only worth making for a trace
+            if is_traced(self.tr.apic_mem_writel):   # the golden's note, made only if seen
                 v = self.isr.bit_length() - 1
                 self.tr.apic_mem_writel(offset, value, f"  (EOI, highest in service: vector {v})"
                                         if v >= 0 else "  (EOI, none in service)")

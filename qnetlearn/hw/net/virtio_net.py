@@ -114,6 +114,7 @@ class VirtIONet(VirtIODevice):
             self.host_hdr_len = self.guest_hdr_len
         else:
             self.host_hdr_len = 0
+        self.nc.vnet_hdr_len = self.host_hdr_len
 
     def set_status(self, status: int) -> None:
         if status & VIRTIO_CONFIG_S_DRIVER_OK and self.rx_vq.ready:

@@ -36,17 +36,23 @@ def _nic_models() -> dict[str, Callable[["Machine", NicConfig, NetClientState | 
 class PCIHostBridge(PCIDevice):
     """i440FX host bridge at 00:00.0 (so bus 0 looks as on QEMU's pc machine)."""
 
+    subsystem_vendor_id, subsystem_id = 0x1AF4, 0x1100      # QEMU's default subsystem ids
+
     vendor_id, device_id, class_id = 0x8086, 0x1237, 0x0600
 
 
 class PIIX3(PCIDevice):
     """PIIX3 PCI-to-ISA bridge at 00:01.0 (routes PCI INTx to the I/O APIC)."""
 
+    subsystem_vendor_id, subsystem_id = 0x1AF4, 0x1100
+
     vendor_id, device_id, class_id = 0x8086, 0x7000, 0x0601
 
 
 class VGA(PCIDevice):
     """QEMU's default VGA at 00:02.0; present so that the first NIC lands at 00:03.0."""
+
+    subsystem_vendor_id, subsystem_id = 0x1AF4, 0x1100
 
     vendor_id, device_id, class_id = 0x1234, 0x1111, 0x0300
 
@@ -191,6 +197,8 @@ class Machine:
                 addr += size
             if dev.bars:
                 dev.config_write(0x04, dev.config_read(0x04, 2) | 0x2, 2)
+            if dev.interrupt_pin:       # the PIIX3 routing, for the OS to read (0x3c)
+                dev.config_write(0x3C, self.pci.gsi_of(dev), 1)
 
     def step(self) -> bool:
         """Run exactly one event (fd handler, bottom half, timer or guest slice)."""

@@ -57,6 +57,12 @@ class RAM:
             raise MemTxError(addr, n)
         return self.mm[addr:addr + n]
 
+    def unpack(self, st: struct.Struct, addr: int) -> tuple:
+        """Read a structure (a descriptor, a used element) in one go."""
+        if addr < 0 or addr + st.size > self.size:
+            raise MemTxError(addr, st.size)
+        return st.unpack_from(self.mm, addr)
+
     def lduw(self, addr: int) -> int:
         if addr < 0 or addr + 2 > self.size:
             raise MemTxError(addr, 2)

@@ -46,6 +46,7 @@ VIRTIO_NET_S_LINK_UP = 1
 VIRTIO_NET_HDR_GSO_NONE = 0
 VIRTIO_NET_HDR_F_NEEDS_CSUM = 1
 TX_BURST = 256
+_ZERO_HDR = bytes(10)
 QUEUE_SIZE = 256
 _ETH_VLAN = 0x8100
 
@@ -202,6 +203,16 @@ def virtio_net_receive_rcu(nc: NetClientState, buf: bytes, size: int) -> int:
                 virtqueue_detach_element(q, elem, 0)
                 return _rx_error(q, elems)
             total = 0
+            if not elems and len(elem.in_sg) == 1 and \
+                    elem.in_sg[0][1] >= n.guest_hdr_len + size - n.host_hdr_len:
+                # the usual case: header and frame fit the first buffer, one copy (the
+                # header is the backend's, or a zero one; num_buffers is 1)
+                hdr = buf[:10] if n.host_hdr_len else _ZERO_HDR
+                if n.guest_hdr_len == 12:
+                    hdr += b"\x01\x00"
+                lens.append(iov_from_buf(n, elem.in_sg, 0, hdr + buf[n.host_hdr_len:size]))
+                elems.append(elem)
+                break
             if not elems:
                 if n.mergeable_rx_bufs or n.guest_hdr_len == 12:
                     num_buffers_at = (elem.in_sg, 10)
@@ -210,7 +221,9 @@ def virtio_net_receive_rcu(nc: NetClientState, buf: bytes, size: int) -> int:
                 total += iov_from_buf(n, elem.in_sg, 0, hdr[:10])
                 offset = n.host_hdr_len
                 guest_offset = n.guest_hdr_len
-                total += n.guest_hdr_len - 10
+                # num_buffers (bytes 10-11) is written below; count only what fits
+                room = sum(length for _addr, length in elem.in_sg)
+                total += max(0, min(n.guest_hdr_len, room) - 10)
             else:
                 guest_offset = 0
             copied = iov_from_buf(n, elem.in_sg, guest_offset, memoryview(buf)[offset:size])

@@ -270,7 +270,7 @@ def virtio_error(vdev: VirtIODevice, reason: str) -> None:
 # -- popping chains ----------------------------------------------------------------------
 
 def _read_desc(ram: "RAM", table: int, i: int) -> tuple[int, int, int, int]:
-    return _DESC.unpack(ram.read(table + 16 * i, 16))
+    return ram.unpack(_DESC, table + 16 * i)
 
 
 @tracepoint("hw/virtio/virtio.c")
@@ -337,6 +337,10 @@ def _split_pop(vq: VirtQueue, sz: int) -> VirtQueueElement | None:
         if seen > limit:
             virtio_error(vdev, "Looped descriptor")
             return None
+        if len(in_sg) + len(out_sg) >= VIRTQUEUE_MAX_SIZE:
+            # QEMU's virtqueue_map_desc: at most VIRTQUEUE_MAX_SIZE buffers per element
+            virtio_error(vdev, "virtio: too many descriptors in one chain")
+            return None
         if not length:
             virtio_error(vdev, "virtio: zero sized buffers are not allowed")
             return None
@@ -395,18 +399,28 @@ def virtqueue_get_avail_bytes(vq: VirtQueue, max_in: int, max_out: int) -> tuple
             if head >= vq.num:
                 virtio_error(vdev, f"Guest says index {head} is available")
                 return 0, 0
-            table, limit, i, seen = vq.desc, vq.num, head, 0
+            table, limit, i, seen, total, indirect = vq.desc, vq.num, head, 0, 0, False
             while True:
                 addr, length, flags, nxt = _read_desc(ram, table, i)
                 if flags & VRING_DESC_F_INDIRECT:
+                    if indirect:
+                        virtio_error(vdev, "Nested indirect descriptor")
+                        return 0, 0
                     if not length or length % 16:
                         virtio_error(vdev, "Invalid size for indirect buffer table")
                         return 0, 0
-                    table, limit, i, seen = addr, length // 16, 0, 0
+                    if addr + length > ram.size:
+                        virtio_error(vdev, "Cannot map indirect buffer")
+                        return 0, 0
+                    table, limit, i, seen, indirect = addr, length // 16, 0, 0, True
                     continue
                 seen += 1
+                total += 1
                 if seen > limit:
                     virtio_error(vdev, "Looped descriptor")
+                    return 0, 0
+                if total > VIRTQUEUE_MAX_SIZE:
+                    virtio_error(vdev, "virtio: too many descriptors in one chain")
                     return 0, 0
                 if flags & VRING_DESC_F_WRITE:
                     in_total += length

@@ -43,7 +43,7 @@ class NetPacket:
 class NetQueue(Stateful):
     """A FIFO of :class:`NetPacket` with QEMU's semantics (nq_maxlen, ``delivering``)."""
 
-    _state_ = ("nq_count", "delivering")
+    _state_ = ("nq_count",)   # (delivering is a re-entry guard, not state worth showing)
 
     def __init__(self, deliver: Callable[..., int], opaque: "NetClientState") -> None:
         self.deliver = deliver          # qemu_deliver_packet_iov
@@ -62,7 +62,7 @@ class NetQueue(Stateful):
         return [(p.sender.name, len(p.data), p.sent_cb is not None) for p in self.packets]
 
     def image(self) -> dict[str, Any]:
-        return {"nq_count": self.nq_count, "delivering": self.delivering,
+        return {"nq_count": self.nq_count,
                 "packets": tuple(self.contents())}
 
     def _note(self, name: str) -> None:

@@ -125,7 +125,7 @@ class X86CPU:
 
     # -- the main loop's side -----------------------------------------------------------
     def _kick(self) -> None:
-        self.stats["kicks"] += 1
+        self.stats["vcpu wake-ups"] += 1
 
     def has_work(self) -> bool:
         return bool(self.work) or (self._apic.irr != 0 and self._apic.has_interrupt())

@@ -68,6 +68,11 @@ def net_hub_flush(nc: NetClientState) -> bool:
     return moved
 
 
+# A hub port receives flat frames, so a frame crosses the hub as the seed's second chain
+# shows (net_hub_port_receive -> net_hub_receive -> qemu_send_packet): QEMU 2.4 delivered
+# flat packets to ``receive``.  QEMU 7.2 delivers everything as an iovec and would take
+# ``net_hub_port_receive_iov`` -> ``net_hub_receive_iov`` -> ``qemu_sendv_packet``; the
+# frames, the order and the trace events are the same either way.
 net_hub_port_info = NetClientInfo(type="hubport", receive=net_hub_port_receive,
                                   can_receive=net_hub_port_can_receive)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..trace import tracepoint
 from .net import (NetClientInfo, NetClientState, qemu_can_send_packet, qemu_new_net_client,
-                  qemu_send_packet, qemu_sendv_packet)
+                  qemu_send_packet)
 from .queue import qemu_net_queue_flush
 
 
@@ -33,15 +33,6 @@ def net_hub_receive(hub: NetHub, source_port: NetHubPort, buf: bytes, len: int) 
         if port is not source_port:
             qemu_send_packet(port.nc, buf, len)
     return len
-
-
-@tracepoint("net/hub.c", show=("iovcnt",))
-def net_hub_receive_iov(hub: NetHub, source_port: NetHubPort, iov: list[bytes],
-                        iovcnt: int) -> int:
-    for port in hub.ports:
-        if port is not source_port:
-            qemu_sendv_packet(port.nc, iov, iovcnt)
-    return sum(map(len, iov))
 
 
 @tracepoint("net/hub.c")

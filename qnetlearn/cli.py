@@ -303,8 +303,8 @@ class LiveTrace:
         self.patterns = [p.strip() for p in patterns if p.strip()]
         self.out = out
         self.flush = flush
-        self.elems: dict[Any, str] = {}
-        self.vdevs: dict[Any, str] = {}
+        from .trace.qemu_format import QemuLines
+        self.lines = QemuLines()
         self.printed = 0
         events = [tp for tp in REGISTRY if tp.kind == "event"]
         calls = [tp for tp in REGISTRY if tp.kind == "call"]
@@ -344,31 +344,13 @@ class LiveTrace:
         return tp.orig(*args, **kwargs)
 
     def _on_alloc(self, tp: "Tracepoint", args: tuple) -> None:
-        self.elems[args[0]] = f"elem{len(self.elems) + 1}"
+        self.lines.elems[args[0]] = f"elem{len(self.lines.elems) + 1}"
 
     def _on_event(self, tp: "Tracepoint", argv: tuple) -> None:
         from .trace import CONTEXT
-        from .trace.recorder import THREAD
-        args = dict(zip(tp.argnames, argv))
-        ctx = CONTEXT.name
-        if "mr" in args:
-            text = args["mr"].describe(args["offset"], args["value"])
-            if text is None:
-                return
-            args = {"text": text, "size": args["size"],
-                    "by": "cpu0" if ctx == "vcpu0" else "device"}
-        if "elem" in args:
-            key = args["elem"]
-            if tp.name == "virtqueue_alloc_element" or key not in self.elems:
-                self.elems[key] = f"elem{len(self.elems) + 1}"
-            args["elem"] = self.elems[key]
-        if "vdev" in args:
-            args["vdev"] = self.vdevs.setdefault(args["vdev"], f"vdev{len(self.vdevs)}")
-        try:
-            text = tp.fmt.format(**args) if tp.fmt else ""
-        except (KeyError, ValueError, IndexError):
-            text = " ".join(f"{k} {v}" for k, v in args.items())
-        self._line(f"[{THREAD.get(ctx, ctx)}] {tp.name} {text}\n")
+        line = self.lines.line(tp, CONTEXT.name, dict(zip(tp.argnames, argv)))
+        if line is not None:
+            self._line(line + "\n")
 
     def _line(self, text: str) -> None:
         self.out.write(text)

@@ -122,27 +122,36 @@ def _record_frame(sender: NetClientState, data: bytes) -> None:
         rec.add_frame(sender.name, sender.info.type, data[sender.vnet_hdr_len:])
 
 
-def _drop_empty(sender: NetClientState) -> int:
-    """An empty frame: the receive API's 0 means "busy, queue it", so an empty frame would
-    be queued, block its receiver and be delivered again on every flush.  Drop it here
-    (a TAP refuses frames shorter than 14 bytes anyway); -1 tells the sender it is gone."""
-    sender.count_drop(0, "empty frame")
-    return -1
+def _cannot_send(sender: NetClientState, size: int) -> int | None:
+    """Count a send; if it cannot go anywhere, count the drop and return what the sender
+    gets back (as QEMU: the size, "consumed"), else None.
 
-
-@tracepoint("net/net.c", show=("size",))
-def qemu_send_packet_async_with_flags(sender: NetClientState, flags: int, buf: bytes,
-                                      size: int, sent_cb: SentCb | None) -> int:
-    """Put ``buf`` on the peer's incoming queue; a down link or no peer drops it."""
+    An empty frame is refused with -1: the receive API's 0 means "busy, queue it", so an
+    empty frame would block its receiver and come back on every flush (and a TAP refuses
+    frames shorter than 14 bytes anyway)."""
     sender.stats["tx"] += 1
     if not size:
-        return _drop_empty(sender)
+        sender.count_drop(0, "empty frame")
+        return -1
+    if size > NET_BUFSIZE:
+        sender.count_drop(size, "larger than NET_BUFSIZE")
+        return size
     if sender.link_down:
         sender.count_drop(size, "link down")
         return size
     if sender.peer is None:
         sender.count_drop(size, "no peer")
         return size
+    return None
+
+
+@tracepoint("net/net.c", show=("size",))
+def qemu_send_packet_async_with_flags(sender: NetClientState, flags: int, buf: bytes,
+                                      size: int, sent_cb: SentCb | None) -> int:
+    """Put ``buf`` on the peer's incoming queue; a down link or no peer drops it."""
+    dropped = _cannot_send(sender, size)
+    if dropped is not None:
+        return dropped
     _record_frame(sender, buf)
     return qemu_net_queue_send(sender.peer.incoming_queue, sender, flags, buf, size, sent_cb)
 
@@ -166,18 +175,9 @@ def qemu_sendv_packet_async(sender: NetClientState, iov: list[bytes], iovcnt: in
                             sent_cb: SentCb | None) -> int:
     """Send a packet given as pieces (the guest's TX descriptors)."""
     size = sum(len(b) for b in iov)
-    sender.stats["tx"] += 1
-    if not size:
-        return _drop_empty(sender)
-    if size > NET_BUFSIZE:
-        sender.count_drop(size, "larger than NET_BUFSIZE")
-        return size
-    if sender.link_down:
-        sender.count_drop(size, "link down")
-        return size
-    if sender.peer is None:
-        sender.count_drop(size, "no peer")
-        return size
+    dropped = _cannot_send(sender, size)
+    if dropped is not None:
+        return dropped
     data = iov[0] if iovcnt == 1 else b"".join(iov)
     _record_frame(sender, data)
     return qemu_net_queue_send_iov(sender.peer.incoming_queue, sender, QEMU_NET_PACKET_FLAG_NONE,

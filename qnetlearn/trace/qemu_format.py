@@ -12,26 +12,35 @@ from typing import Any, Iterable
 from .recorder import THREAD, Step
 
 
-def format_trace(steps: Iterable[Step]) -> str:
-    elems: dict[Any, str] = {}
-    vdevs: dict[Any, str] = {}
-    lines = []
-    for s in steps:
-        if s.kind != "event" or s.tp.src == "qnetlearn":
-            continue
-        args = s.args
+class QemuLines:
+    """Turns trace events into golden-form lines, numbering ``elem``/``vdev`` as it goes."""
+
+    def __init__(self) -> None:
+        self.elems: dict[Any, str] = {}
+        self.vdevs: dict[Any, str] = {}
+
+    def line(self, tp: Any, context: str, args: dict[str, Any]) -> str | None:
+        """The line for one event, or None for one the golden form leaves out."""
+        if tp.src == "qnetlearn":
+            return None
         if "mr" in args:
             text = args["mr"].describe(args["offset"], args["value"])
             if text is None:
-                continue
+                return None
             args = {"text": text, "size": args["size"],
-                    "by": "cpu0" if s.context == "vcpu0" else "device"}
+                    "by": "cpu0" if context == "vcpu0" else "device"}
         if "elem" in args:
             key = args["elem"]
-            if s.name == "virtqueue_alloc_element" or key not in elems:
-                elems[key] = f"elem{len(elems) + 1}"
-            args["elem"] = elems[key]
+            if tp.name == "virtqueue_alloc_element" or key not in self.elems:
+                self.elems[key] = f"elem{len(self.elems) + 1}"
+            args["elem"] = self.elems[key]
         if "vdev" in args:
-            args["vdev"] = vdevs.setdefault(args["vdev"], f"vdev{len(vdevs)}")
-        lines.append(f"[{THREAD.get(s.context, s.context)}] {s.name} {s.tp.fmt.format(**args)}")
-    return "\n".join(lines) + ("\n" if lines else "")
+            args["vdev"] = self.vdevs.setdefault(args["vdev"], f"vdev{len(self.vdevs)}")
+        return f"[{THREAD.get(context, context)}] {tp.name} {tp.fmt.format(**args)}"
+
+
+def format_trace(steps: Iterable[Step]) -> str:
+    q = QemuLines()
+    lines = [q.line(s.tp, s.context, s.args) for s in steps if s.kind == "event"]
+    kept = [ln for ln in lines if ln is not None]
+    return "\n".join(kept) + ("\n" if kept else "")

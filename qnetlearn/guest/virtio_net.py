@@ -27,22 +27,20 @@ from typing import TYPE_CHECKING, Any
 from ..net.stack import internet_checksum, mac_str
 from ..trace import Stats, tracepoint
 from .kernel import GuestError
-from .virtio_pci_modern import (VIRTIO_CONFIG_S_ACKNOWLEDGE, VIRTIO_CONFIG_S_DRIVER,
-                                VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_CONFIG_S_FAILED,
-                                VIRTIO_F_VERSION_1, VirtioPCIDevice)
+from .virtio_pci_modern import VirtioPCIDevice
+from ..standard_headers.virtio_config import VIRTIO_CONFIG_S_ACKNOWLEDGE, VIRTIO_CONFIG_S_DRIVER, VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_CONFIG_S_FAILED, VIRTIO_F_VERSION_1
 from .virtio_ring import VringVirtqueue
+from ..standard_headers.virtio_net import (
+    VIRTIO_NET_F_CSUM, VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_MAC, VIRTIO_NET_F_MRG_RXBUF,
+    VIRTIO_NET_F_STATUS, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_NONE,
+    VIRTIO_NET_S_LINK_UP)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .kernel import GuestKernel
 
 VIRTIO_ID_NET = 1
 # feature bits (specs.md §4.2)
-VIRTIO_NET_F_CSUM = 0
-VIRTIO_NET_F_GUEST_CSUM = 1
-VIRTIO_NET_F_MAC = 5
 VIRTIO_NET_F_GUEST_TSO4 = 7
-VIRTIO_NET_F_MRG_RXBUF = 15
-VIRTIO_NET_F_STATUS = 16
 VIRTIO_NET_F_CTRL_VQ = 17
 #: what this driver asks for (the ring features come from the transport)
 DRIVER_FEATURES = (1 << VIRTIO_NET_F_CSUM | 1 << VIRTIO_NET_F_GUEST_CSUM |
@@ -51,11 +49,8 @@ DRIVER_FEATURES = (1 << VIRTIO_NET_F_CSUM | 1 << VIRTIO_NET_F_GUEST_CSUM |
 # device configuration (specs.md §4.3)
 CONFIG_MAC = 0
 CONFIG_STATUS = 6
-VIRTIO_NET_S_LINK_UP = 1
 # struct virtio_net_hdr (specs.md §4.4)
-VIRTIO_NET_HDR_F_NEEDS_CSUM = 1
 VIRTIO_NET_HDR_F_DATA_VALID = 2
-VIRTIO_NET_HDR_GSO_NONE = 0
 _HDR = struct.Struct("<BBHHHHH")
 
 ETH_HLEN = 14

@@ -15,19 +15,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..trace import tracepoint
-from .kernel import PCI_SUBSYSTEM_ID, GuestError
-from .virtio_ring import (SMP_CACHE_BYTES, VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC,
-                          VringVirtqueue, vring_create_virtqueue)
+from .kernel import GuestError
+from ..standard_headers.pci_regs import PCI_SUBSYSTEM_ID
+from .virtio_ring import SMP_CACHE_BYTES, VringVirtqueue, vring_create_virtqueue
+from ..standard_headers.virtio_ring import VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC
+from ..standard_headers.virtio_config import VIRTIO_CONFIG_S_FEATURES_OK, VIRTIO_F_VERSION_1
+from ..standard_headers.virtio_pci import (
+    VIRTIO_PCI_CAP_COMMON_CFG, VIRTIO_PCI_CAP_DEVICE_CFG, VIRTIO_PCI_CAP_ISR_CFG,
+    VIRTIO_PCI_CAP_NOTIFY_CFG)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .kernel import GuestKernel
 
 # struct virtio_pci_cap (specs.md §5.2)
-VIRTIO_PCI_CAP_COMMON_CFG = 1
-VIRTIO_PCI_CAP_NOTIFY_CFG = 2
-VIRTIO_PCI_CAP_ISR_CFG = 3
-VIRTIO_PCI_CAP_DEVICE_CFG = 4
-VIRTIO_PCI_CAP_PCI_CFG = 5
 CAP_CFG_TYPE, CAP_BAR, CAP_OFFSET, CAP_LENGTH, CAP_NOTIFY_MULT = 3, 4, 8, 12, 16
 
 # struct virtio_pci_common_cfg (specs.md §5.3; Linux VIRTIO_PCI_COMMON_*)
@@ -50,14 +50,7 @@ COMMON_Q_USEDLO = 48
 COMMON_MIN_LEN = 56
 
 # device status (specs.md §3.1)
-VIRTIO_CONFIG_S_ACKNOWLEDGE = 1
-VIRTIO_CONFIG_S_DRIVER = 2
-VIRTIO_CONFIG_S_DRIVER_OK = 4
-VIRTIO_CONFIG_S_FEATURES_OK = 8
-VIRTIO_CONFIG_S_NEEDS_RESET = 0x40
-VIRTIO_CONFIG_S_FAILED = 0x80
 
-VIRTIO_F_VERSION_1 = 32
 VIRTIO_MSI_NO_VECTOR = 0xFFFF
 VIRTIO_PCI_ISR_QUEUE = 0x1
 VIRTIO_PCI_ISR_CONFIG = 0x2

@@ -21,17 +21,13 @@ import struct
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ..trace import Stateful, Stats, tracepoint
+from ..standard_headers.virtio_ring import (
+    VRING_AVAIL_F_NO_INTERRUPT, VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE,
+    VRING_USED_F_NO_NOTIFY)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .kernel import GuestKernel
 
-VRING_DESC_F_NEXT = 1
-VRING_DESC_F_WRITE = 2
-VRING_DESC_F_INDIRECT = 4
-VRING_AVAIL_F_NO_INTERRUPT = 1
-VRING_USED_F_NO_NOTIFY = 1
-VIRTIO_RING_F_INDIRECT_DESC = 28
-VIRTIO_RING_F_EVENT_IDX = 29
 #: Linux's alignment of the used ring for virtio-pci modern queues (SMP_CACHE_BYTES)
 SMP_CACHE_BYTES = 64
 #: the legacy virtio-pci ring alignment (VIRTIO_PCI_VRING_ALIGN)

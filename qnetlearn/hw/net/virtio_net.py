@@ -23,28 +23,23 @@ from ...net.net import (NetClientInfo, NetClientState, qemu_flush_queued_packets
 from ...net.stack import mac_bytes
 from ...system.memory import MemTxError
 from ...trace import tracepoint
-from ..virtio.virtio import (VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_F_VERSION_1,
-                             VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC,
-                             VIRTQUEUE_MAX_SIZE, VirtIODevice, VirtQueue, VirtQueueElement,
+from ..virtio.virtio import (VIRTQUEUE_MAX_SIZE, VirtIODevice, VirtQueue, VirtQueueElement,
                              iov_from_buf, iov_to_buf, virtio_error, virtio_notify,
                              virtio_notify_config, virtio_queue_empty,
                              virtio_queue_set_notification, virtqueue_avail_bytes,
                              virtqueue_detach_element, virtqueue_fill, virtqueue_flush,
                              virtqueue_pop, virtqueue_push, virtqueue_unpop)
+from ...standard_headers.virtio_ring import VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC
+from ...standard_headers.virtio_config import VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_F_VERSION_1
 from ..virtio.virtio_pci import VirtIOPCIProxy
+from ...standard_headers.virtio_net import (
+    VIRTIO_NET_F_CSUM, VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_MAC, VIRTIO_NET_F_MRG_RXBUF,
+    VIRTIO_NET_F_STATUS, VIRTIO_NET_S_LINK_UP)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...machine import Machine
     from ...system.vl import NicConfig
 
-VIRTIO_NET_F_CSUM = 0
-VIRTIO_NET_F_GUEST_CSUM = 1
-VIRTIO_NET_F_MAC = 5
-VIRTIO_NET_F_MRG_RXBUF = 15
-VIRTIO_NET_F_STATUS = 16
-VIRTIO_NET_S_LINK_UP = 1
-VIRTIO_NET_HDR_GSO_NONE = 0
-VIRTIO_NET_HDR_F_NEEDS_CSUM = 1
 TX_BURST = 256
 _ZERO_HDR = bytes(10)
 QUEUE_SIZE = 256

@@ -14,17 +14,13 @@ from ...system.memory import ContainerRegion, MemoryRegion
 from ...trace import Stateful, tracepoint
 from ...trace import events as trace
 from .msi import MSIMessage, msi_send_message
-from .pci import PCI_BASE_ADDRESS_MEM_TYPE_64, PCI_CAP_ID_MSIX, PCIDevice
+from .pci import PCI_BASE_ADDRESS_MEM_TYPE_64, PCIDevice
+from ...standard_headers.pci_regs import PCI_CAP_ID_MSIX
+from ...standard_headers.pci_regs import (
+    PCI_MSIX_ENTRY_CTRL_MASKBIT, PCI_MSIX_ENTRY_SIZE, PCI_MSIX_ENTRY_VECTOR_CTRL,
+    PCI_MSIX_FLAGS, PCI_MSIX_FLAGS_ENABLE, PCI_MSIX_FLAGS_MASKALL)
 
-PCI_MSIX_FLAGS = 2
-PCI_MSIX_TABLE = 4
 PCI_MSIX_PBA = 8
-PCI_MSIX_FLAGS_QSIZE = 0x07FF
-PCI_MSIX_FLAGS_MASKALL = 0x4000
-PCI_MSIX_FLAGS_ENABLE = 0x8000
-PCI_MSIX_ENTRY_SIZE = 16
-PCI_MSIX_ENTRY_VECTOR_CTRL = 12
-PCI_MSIX_ENTRY_CTRL_MASKBIT = 1
 MSIX_PAGE_PENDING = 0x800
 FIELDS = ("addr_lo", "addr_hi", "data", "vector_ctrl")
 
@@ -112,7 +108,9 @@ class MSIX(Stateful):
     def _table_write(self, offset: int, value: int, size: int) -> None:
         v = offset // PCI_MSIX_ENTRY_SIZE
         was_masked = self.vector_masked(v)
-        self.table[offset:offset + size] = (value & ((1 << 8 * size) - 1)).to_bytes(size, "little")
+        end = min(offset + size, len(self.table))     # bytes past the table go nowhere
+        data = (value & ((1 << 8 * size) - 1)).to_bytes(size, "little")
+        self.table[offset:end] = data[:end - offset]
         self._note("table")
         self._handle_mask_update(v, was_masked)
 

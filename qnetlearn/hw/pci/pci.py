@@ -12,38 +12,24 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ...system.memory import AddressSpace, MemoryRegion, MemTxError
 from ...trace import Stateful, Stats
+from ...standard_headers.pci_regs import (
+    PCI_BASE_ADDRESS_0, PCI_CAPABILITY_LIST, PCI_COMMAND, PCI_COMMAND_INTX_DISABLE,
+    PCI_COMMAND_IO, PCI_COMMAND_MASTER, PCI_COMMAND_MEMORY, PCI_INTERRUPT_LINE,
+    PCI_INTERRUPT_PIN, PCI_STATUS, PCI_STATUS_CAP_LIST)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...system.main_loop import MainLoop
 
-PCI_VENDOR_ID = 0x00
-PCI_DEVICE_ID = 0x02
-PCI_COMMAND = 0x04
-PCI_STATUS = 0x06
 PCI_REVISION_ID = 0x08
 PCI_CLASS_PROG = 0x09
 PCI_CLASS_DEVICE = 0x0A
-PCI_HEADER_TYPE = 0x0E
-PCI_BASE_ADDRESS_0 = 0x10
 PCI_SUBSYSTEM_VENDOR_ID = 0x2C
-PCI_SUBSYSTEM_ID = 0x2E
-PCI_CAPABILITY_LIST = 0x34
-PCI_INTERRUPT_LINE = 0x3C
-PCI_INTERRUPT_PIN = 0x3D
 
-PCI_COMMAND_IO = 0x1
-PCI_COMMAND_MEMORY = 0x2
-PCI_COMMAND_MASTER = 0x4
-PCI_COMMAND_INTX_DISABLE = 0x400
 PCI_STATUS_INTERRUPT = 0x08
-PCI_STATUS_CAP_LIST = 0x10
 
 PCI_BASE_ADDRESS_SPACE_IO = 0x1
 PCI_BASE_ADDRESS_MEM_TYPE_64 = 0x4
 PCI_BASE_ADDRESS_MEM_PREFETCH = 0x8
-
-PCI_CAP_ID_MSIX = 0x11
-PCI_CAP_ID_VNDR = 0x09
 
 
 class PCIIORegion:
@@ -261,12 +247,14 @@ class PCIBus:
         self.set_gsi: Callable[[int, int], None] | None = None   # the I/O APIC's input
         self._levels: dict[int, set[int]] = {}
 
-    def register(self, dev: PCIDevice, slot: int | None = None) -> None:
+    def register(self, dev: PCIDevice, slot: int | None = None, function: int = 0) -> None:
         if slot is None:
-            slot = next(s for s in range(32) if s * 8 not in self.devices)
-        devfn = slot * 8
+            slot = next((s for s in range(32) if s * 8 not in self.devices), None)
+            if slot is None:
+                raise ValueError("PCI: no slot available, all in use")
+        devfn = slot * 8 + function
         if devfn in self.devices:
-            raise ValueError(f"PCI slot {slot} is in use")
+            raise ValueError(f"PCI slot {slot} function {function} is in use")
         dev.devfn = devfn
         dev.bus = self
         self.devices[devfn] = dev

@@ -17,28 +17,20 @@ from ...system.main_loop import EventNotifier
 from ...system.memory import MemTxError
 from ...trace import Stateful, Stats, tracepoint
 from ...trace import events as trace
+from ...standard_headers.virtio_ring import (
+    VIRTIO_RING_F_EVENT_IDX, VRING_AVAIL_F_NO_INTERRUPT, VRING_DESC_F_INDIRECT,
+    VRING_DESC_F_NEXT, VRING_DESC_F_WRITE, VRING_USED_F_NO_NOTIFY)
+from ...standard_headers.virtio_config import (
+    VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_CONFIG_S_FEATURES_OK, VIRTIO_CONFIG_S_NEEDS_RESET,
+    VIRTIO_F_VERSION_1)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...system.memory import RAM
 
 VIRTQUEUE_MAX_SIZE = 1024
 VIRTIO_NO_VECTOR = 0xFFFF
-VRING_DESC_F_NEXT = 1
-VRING_DESC_F_WRITE = 2
-VRING_DESC_F_INDIRECT = 4
-VRING_AVAIL_F_NO_INTERRUPT = 1
-VRING_USED_F_NO_NOTIFY = 1
 VIRTIO_F_NOTIFY_ON_EMPTY = 24
 VIRTIO_F_ANY_LAYOUT = 27
-VIRTIO_RING_F_INDIRECT_DESC = 28
-VIRTIO_RING_F_EVENT_IDX = 29
-VIRTIO_F_VERSION_1 = 32
-VIRTIO_CONFIG_S_ACKNOWLEDGE = 1
-VIRTIO_CONFIG_S_DRIVER = 2
-VIRTIO_CONFIG_S_DRIVER_OK = 4
-VIRTIO_CONFIG_S_FEATURES_OK = 8
-VIRTIO_CONFIG_S_NEEDS_RESET = 0x40
-VIRTIO_CONFIG_S_FAILED = 0x80
 EVENT_IDX = 1 << VIRTIO_RING_F_EVENT_IDX
 NOTIFY_ON_EMPTY = 1 << VIRTIO_F_NOTIFY_ON_EMPTY
 #: sizeof(VirtQueueElement) in QEMU 7.2, printed by the virtqueue_alloc_element event

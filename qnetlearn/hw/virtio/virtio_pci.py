@@ -21,18 +21,18 @@ from ...trace import events as trace
 from ...trace import tracepoint
 from ..pci.msix import msix_init_exclusive_bar, msix_notify, msix_vector_unuse, msix_vector_use
 from ..pci.pci import (PCI_BASE_ADDRESS_MEM_PREFETCH, PCI_BASE_ADDRESS_MEM_TYPE_64,
-                       PCI_BASE_ADDRESS_SPACE_IO, PCI_CAP_ID_VNDR, PCIDevice)
-from .virtio import (VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_NO_VECTOR, VirtIODevice,
-                     virtio_queue_host_notifier_read, virtio_queue_notify, virtio_set_status)
+                       PCI_BASE_ADDRESS_SPACE_IO, PCIDevice)
+from ...standard_headers.pci_regs import PCI_CAP_ID_VNDR
+from .virtio import (VIRTIO_NO_VECTOR, VirtIODevice, virtio_queue_host_notifier_read,
+                     virtio_queue_notify, virtio_set_status)
+from ...standard_headers.virtio_config import VIRTIO_CONFIG_S_DRIVER_OK
+from ...standard_headers.virtio_pci import (
+    VIRTIO_PCI_CAP_COMMON_CFG, VIRTIO_PCI_CAP_DEVICE_CFG, VIRTIO_PCI_CAP_ISR_CFG,
+    VIRTIO_PCI_CAP_NOTIFY_CFG)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...system.main_loop import MainLoop
 
-VIRTIO_PCI_CAP_COMMON_CFG = 1
-VIRTIO_PCI_CAP_NOTIFY_CFG = 2
-VIRTIO_PCI_CAP_ISR_CFG = 3
-VIRTIO_PCI_CAP_DEVICE_CFG = 4
-VIRTIO_PCI_CAP_PCI_CFG = 5
 NOTIFY_OFF_MULTIPLIER = 4
 MODERN_BAR = 4
 MSIX_BAR = 1

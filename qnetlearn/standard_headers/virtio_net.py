@@ -1,0 +1,10 @@
+"""virtio-net feature bits, header flags and config status (virtio 1.x §5.1)."""
+
+VIRTIO_NET_F_CSUM = 0
+VIRTIO_NET_HDR_GSO_NONE = 0
+VIRTIO_NET_F_GUEST_CSUM = 1
+VIRTIO_NET_S_LINK_UP = 1
+VIRTIO_NET_HDR_F_NEEDS_CSUM = 1
+VIRTIO_NET_F_MAC = 5
+VIRTIO_NET_F_MRG_RXBUF = 15
+VIRTIO_NET_F_STATUS = 16

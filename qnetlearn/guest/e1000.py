@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 from ..net.stack import mac_str
 from ..trace import Stats, tracepoint
-from .kernel import GuestError
+from .kernel import GuestError, NetDevice
 
 if TYPE_CHECKING:  # pragma: no cover
     from .kernel import GuestKernel
@@ -86,13 +86,12 @@ DEFAULT_ITR = 20000               # InterruptThrottleRate 3 starts at 20000 inte
 PBA_48K = 0x0030
 GRO_NORMAL_BATCH = 8              # net.core.gro_normal_batch: frames passed up in batches
 ETH_HLEN, ETH_FCS_LEN, MAX_FRAME = 14, 4, 1514
-TX_QUEUE_LEN = 1000
 
 _RXDESC = struct.Struct("<QHHBBH")
 _TXDESC = struct.Struct("<QII")
 
 
-class E1000Adapter:
+class E1000Adapter(NetDevice):
     """One e1000 NIC and its net device (Linux ``struct e1000_adapter``)."""
 
     driver = "e1000"
@@ -401,8 +400,7 @@ class E1000Adapter:
             self.kernel.printk(f"e1000: {self.name} NIC Link is Up {speed} Mbps {duplex} "
                                f"Duplex, Flow Control: RX/TX")
             self.carrier = True
-            if self.tx_backlog:
-                self.kernel.cpu.schedule(self.qdisc_run)
+            self.netif_wake_queue()
         elif not link and self.carrier:
             self.kernel.printk(f"e1000: {self.name} NIC Link is Down")
             self.carrier = False
@@ -527,29 +525,8 @@ class E1000Adapter:
         self.tx_next_to_clean = i
         self.stats["tx descriptors cleaned"] += count
         if self.tx_stopped and self.desc_unused_tx() >= TX_WAKE_THRESHOLD:
-            self.tx_stopped = False               # netif_wake_queue
-            if self.tx_backlog:
-                self.kernel.cpu.schedule(self.qdisc_run)
+            self.netif_wake_queue()
         return count < RING_SIZE
-
-    def xmit(self, frame: bytes) -> None:
-        """The device's queue as the stack sees it (qdisc + ndo_start_xmit)."""
-        if not self.carrier:
-            self.stats["tx dropped: no carrier"] += 1
-            return
-        if self.tx_stopped or self.tx_backlog:
-            if len(self.tx_backlog) >= TX_QUEUE_LEN:
-                self.stats["tx dropped: qdisc full"] += 1
-                return
-            self.tx_backlog.append(frame)
-            return
-        self.e1000_xmit_frame(frame)
-
-    def qdisc_run(self) -> None:
-        """NET_TX softirq: send what waited while the queue was stopped."""
-        backlog = self.tx_backlog
-        while backlog and not self.tx_stopped and self.carrier:
-            self.e1000_xmit_frame(backlog.popleft())
 
     @tracepoint(SRC)
     def e1000_xmit_frame(self, frame: bytes) -> None:
@@ -576,6 +553,8 @@ class E1000Adapter:
             self.tx_stopped = True
             self.stats["tx queue stopped"] += 1
         self.ew32(TDT, i)
+
+    ndo_start_xmit = e1000_xmit_frame
 
 
 def probe(kernel: "GuestKernel", devfn: int) -> E1000Adapter:

@@ -12,6 +12,8 @@ module; keep the public names stable.
 """
 from __future__ import annotations
 
+from collections import deque
+
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from ..net.stack import NetStack, mac_str
@@ -58,6 +60,48 @@ PC_PIRQ_TO_GSI = (10, 10, 11, 11)
 DMA_BASE = 1 << 20                    # the bump allocator starts at 1 MiB
 NAPI_POLL_WEIGHT = 64                 # Linux NAPI_POLL_WEIGHT (the poll budget)
 PAGE = 4096
+
+
+TX_QUEUE_LEN = 1000          # the qdisc's txqueuelen
+
+
+class NetDevice:
+    """What the stack sends through (Linux's net_device and its qdisc): a frame goes to the
+    driver's ``ndo_start_xmit`` at once, or waits while the driver has stopped the queue
+    (ring full) or the link is down; nothing is dropped without a count."""
+
+    kernel: "GuestKernel"
+    carrier = False
+    tx_stopped = False
+    tx_backlog: "deque[bytes]"
+    stats: Stats
+
+    def ndo_start_xmit(self, frame: bytes) -> None:
+        raise NotImplementedError
+
+    def xmit(self, frame: bytes) -> None:
+        if not self.carrier:
+            self.stats["tx dropped: no carrier"] += 1
+            return
+        if self.tx_stopped or self.tx_backlog:
+            if len(self.tx_backlog) >= TX_QUEUE_LEN:
+                self.stats["tx dropped: qdisc full"] += 1
+                return
+            self.tx_backlog.append(frame)
+            return
+        self.ndo_start_xmit(frame)
+
+    def qdisc_run(self) -> None:
+        """The NET_TX softirq: send what waited while the queue was stopped."""
+        backlog = self.tx_backlog
+        while backlog and not self.tx_stopped and self.carrier:
+            self.ndo_start_xmit(backlog.popleft())
+
+    def netif_wake_queue(self) -> None:
+        """The driver has room again (or the link came up): run the qdisc soon."""
+        self.tx_stopped = False
+        if self.tx_backlog:
+            self.kernel.cpu.schedule(self.qdisc_run)
 
 
 class GuestError(RuntimeError):

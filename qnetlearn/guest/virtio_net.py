@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..net.stack import internet_checksum, mac_str
 from ..trace import Stats, tracepoint
-from .kernel import GuestError
+from .kernel import GuestError, NetDevice
 from .virtio_pci_modern import VirtioPCIDevice
 from ..standard_headers.virtio_config import VIRTIO_CONFIG_S_ACKNOWLEDGE, VIRTIO_CONFIG_S_DRIVER, VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_CONFIG_S_FAILED, VIRTIO_F_VERSION_1
 from .virtio_ring import VringVirtqueue
@@ -59,7 +59,6 @@ ETH_DATA_LEN = 1500
 GOOD_PACKET_LEN = ETH_HLEN + VLAN_HLEN + ETH_DATA_LEN      # 1518
 L1_CACHE_BYTES = 64
 MAX_SKB_FRAGS = 17
-TX_QUEUE_LEN = 1000                                         # the qdisc's txqueuelen
 REFILL_RETRY_NS = 500_000_000                               # refill_work again after HZ/2
 
 
@@ -69,7 +68,7 @@ def mergeable_buf_len(hdr_len: int) -> int:
     return (hdr_len + GOOD_PACKET_LEN + L1_CACHE_BYTES - 1) & ~(L1_CACHE_BYTES - 1)
 
 
-class VirtNet:
+class VirtNet(NetDevice):
     """One virtio-net NIC and its net device (Linux ``struct virtnet_info``)."""
 
     driver = "virtio_net"
@@ -322,20 +321,6 @@ class VirtNet:
         return bytes(frame)
 
     # -- TX ---------------------------------------------------------------------------------------
-    def xmit(self, frame: bytes) -> None:
-        """The device's queue as the stack sees it (qdisc + ndo_start_xmit): send now,
-        or wait while the queue is stopped; nothing is dropped without a count."""
-        if not self.carrier:
-            self.stats["tx dropped: no carrier"] += 1
-            return
-        if self.tx_stopped or self.tx_backlog:
-            if len(self.tx_backlog) >= TX_QUEUE_LEN:
-                self.stats["tx dropped: qdisc full"] += 1
-                return
-            self.tx_backlog.append(frame)
-            return
-        self.start_xmit(frame)
-
     @tracepoint("drivers/net/virtio_net.c")
     def start_xmit(self, frame: bytes) -> None:
         """ndo_start_xmit: free finished TX buffers, add header + frame as one readable
@@ -371,6 +356,9 @@ class VirtNet:
         if svq.virtqueue_kick_prepare() and svq.virtqueue_notify():
             self.stats["tx kicks"] += 1
 
+
+    ndo_start_xmit = start_xmit
+
     @tracepoint("drivers/net/virtio_net.c")
     def free_old_xmit_skbs(self) -> int:
         """Take back every TX buffer the device has finished with."""
@@ -397,15 +385,7 @@ class VirtNet:
 
     def _maybe_wake(self) -> None:
         if self.tx_stopped and self.svq.num_free >= 2 + MAX_SKB_FRAGS and self.tx_pool:
-            self.tx_stopped = False                 # netif_tx_wake_queue: run the qdisc
-            if self.tx_backlog:
-                self.kernel.cpu.schedule(self.qdisc_run)
-
-    def qdisc_run(self) -> None:
-        """The NET_TX softirq: send what waited while the queue was stopped."""
-        backlog = self.tx_backlog
-        while backlog and not self.tx_stopped and self.carrier:
-            self.start_xmit(backlog.popleft())
+            self.netif_wake_queue()
 
     @tracepoint("drivers/net/virtio_net.c")
     def skb_xmit_done(self, svq: VringVirtqueue) -> None:
@@ -444,9 +424,7 @@ class VirtNet:
         if v:
             self.carrier = True
             self.kernel.printk(f"{self.name}: link up")
-            self.tx_stopped = False
-            if self.tx_backlog:
-                self.kernel.cpu.schedule(self.qdisc_run)
+            self.netif_wake_queue()
         else:
             self.carrier = False
             self.kernel.printk(f"{self.name}: link down")

@@ -1,7 +1,8 @@
 # qnetlearn: set-up, lab, tests and benchmarks.
 #   make lab     start JupyterLab on notebooks/   (PORT=8888, LAB_ARGS=--no-browser)
 #   make test    install everything the tests need, then run pytest   (PYTEST_ARGS=...)
-#   make bench   run every benchmarks/*.py
+#   make bench   run every benchmarks/bench_*.py (figures as JSON lines)
+#   make fuzz    the long fuzzing runs, benchmarks/fuzz_*.py
 #   make clean   remove caches and build output; `make distclean` removes .venv too
 # Works on a fresh Debian 12 with python3, python3-venv and make; as root it installs
 # the missing system tools with apt.
@@ -26,7 +27,7 @@ SYSTEM_TOOLS := tshark=tshark tcpdump=tcpdump ip=iproute2 ping=iputils-ping chro
 export DEBIAN_FRONTEND := noninteractive
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help lab test bench clean distclean system-tools
+.PHONY: help lab test bench fuzz grade clean distclean system-tools
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -81,16 +82,38 @@ lab: $(VENV)/.installed-course
 	  $(if $(IS_ROOT),--allow-root) $(LAB_ARGS)
 
 test: $(VENV)/.installed-test system-tools
+	export PATH="$(abspath $(VENV))/bin:$$PATH"    # nbgrader runs its tools from the venv
 	$(VPY) -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed-test
 	@shopt -s nullglob
-	files=(benchmarks/*.py)
+	files=(benchmarks/bench_*.py)
 	[ $${#files[@]} -gt 0 ] || { echo "no benchmarks in benchmarks/"; exit 0; }
 	for f in "$${files[@]}"; do
 	  echo "== $$f"
 	  $(VPY) "$$f"
 	done
+
+fuzz: $(VENV)/.installed-test
+	@for f in benchmarks/fuzz_*.py; do echo "== $$f"; $(VPY) "$$f"; done
+
+#   make grade   nbgrader: student versions of every exercise (exercises/release/), then
+#                autograde exercises/submitted/ (SUBMISSIONS=dir copies <student>/<assignment>/ in first)
+ASSIGNMENTS ?= $(notdir $(wildcard exercises/source/*))
+SUBMISSIONS ?=
+
+grade: $(VENV)/.installed-course
+	export PATH="$(abspath $(VENV))/bin:$$PATH"
+	cd exercises
+	if [ -n "$(SUBMISSIONS)" ]; then mkdir -p submitted && cp -r "$(abspath $(SUBMISSIONS))"/. submitted/; fi
+	for a in $(ASSIGNMENTS); do
+	  nbgrader generate_assignment "$$a" --force --log-level=WARN
+	  if compgen -G "submitted/*/$$a" > /dev/null; then
+	    nbgrader autograde "$$a" --create --force --log-level=WARN
+	  fi
+	done
+	nbgrader export --log-level=WARN
+	echo "== grades: exercises/grades.csv"
 
 clean:
 	rm -rf build dist .pytest_cache .hypothesis

@@ -90,3 +90,34 @@ def test_guest_lapic_and_register_accesses_under_kvm():
     st = vm.cpu.stats
     assert st["in-kernel write kvm-apic-msi"] == 1
     assert st["exits KVM_EXIT_MMIO"] == 1 and st["mmio read virtio-pci-common-virtio-net"] == 1
+
+
+def per_echo(line: str, n: int = 10) -> dict[str, float]:
+    vm = qn.Machine.from_cmdline(line)
+    vm.boot()
+    vm.host().ping(count=3)                        # past the first ping's set-up work
+    before = dict(vm.cpu.stats)
+    assert all(vm.host().ping(count=n))
+    return {k: (v - before.get(k, 0)) / n for k, v in vm.cpu.stats.items()
+            if v != before.get(k, 0)}
+
+
+def test_a_virtio_echo_costs_no_exit_under_kvm():
+    kvm = per_echo(f"-enable-kvm {NET}")
+    assert "exits KVM_EXIT_MMIO" not in kvm and "exits KVM_EXIT_IO" not in kvm
+    assert kvm["ioeventfd kicks"] == 1 and kvm["interrupts"] == 2
+    tcg = per_echo(NET)
+    assert tcg["mmio accesses"] == 3               # the TX notify and two EOIs go through QEMU
+    assert tcg["mmio write virtio-pci-notify-virtio-net"] == 1
+
+
+def test_an_e1000_echo_costs_the_register_exits_its_driver_makes():
+    line = "-net nic,model=e1000 -net tap"
+    kvm = per_echo(f"-enable-kvm {line}")
+    regs = kvm["mmio read e1000-mmio"] + kvm["mmio write e1000-mmio"]
+    assert kvm["exits KVM_EXIT_MMIO"] == regs > 5  # every register access is an exit
+    tcg = per_echo(line)
+    # ICR, IMC, STATUS, RDT, TDT, IMS, STATUS, then ICR, IMC, STATUS, IMS, STATUS: as the
+    # e1000 golden, two interrupts per echo under TCG
+    assert tcg["mmio read e1000-mmio"] + tcg["mmio write e1000-mmio"] == 12
+    assert tcg["interrupts"] == 2

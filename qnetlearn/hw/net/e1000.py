@@ -850,6 +850,7 @@ def e1000_receive_iov(nc: NetClientState, iov: list[bytes]) -> int:
                     copy = rxbuf_size
                 try:
                     s.dma_write(addr, buf if mv is None else mv[desc_offset:desc_offset + copy])
+                    s.stats["bytes copied to guest"] += copy
                 except MemTxError:
                     s.stats["dma error: rx buffer"] += 1
                     s.stats["drop: RX buffer outside guest RAM"] += 1
@@ -1023,6 +1024,7 @@ def process_tx_desc(s: E1000State, raw: bytes) -> None:
                 break
             had = len(data)
             data += s._dma_read(addr, n, "tx buffer")
+            s.stats["bytes copied from guest"] += n
             if had < hdr_len <= len(data):      # keep the untouched header for each segment
                 s.tx_header = bytes(data[:hdr_len])
             addr += n
@@ -1034,6 +1036,7 @@ def process_tx_desc(s: E1000State, raw: bytes) -> None:
         n = min(split_size, 0x10000 - len(data))
         if n:
             data += s._dma_read(addr, n, "tx buffer")
+            s.stats["bytes copied from guest"] += n
         if n < split_size:
             s.stats["tx bytes beyond 64 KiB dropped"] += split_size - n
     if not lower & TXD_CMD_EOP:

@@ -132,19 +132,57 @@ def bench_packet_path() -> None:
          target="<= 3")
 
 
+def recorder_bytes_per_step(frames: int) -> tuple[float, int]:
+    """Record ``frames`` host-to-guest frames; traced memory of the recording per step."""
+    vm = qn.Machine.from_cmdline(VIRTIO)
+    vm.boot()
+    host = vm.host()
+    frame = build_echo_request(host.mac, vm.nics[0].mac, host.ip, "10.0.2.99", 1, 1,
+                               payload=bytes(18)) + bytes(4)
+    gc.collect()
+    tracemalloc.start()
+    with vm.record() as rec:
+        for _ in range(frames // 32):
+            for _ in range(32):
+                host.send(frame)
+            vm.run()
+    size = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    return size / len(rec.steps), len(rec.steps)
+
+
 def bench_recorder_memory() -> None:
-    for frames in (1_000, 10_000):
-        vm = qn.Machine.from_cmdline(VIRTIO)
+    for frames in (10_000, 100_000):
+        per_step, steps = recorder_bytes_per_step(frames)
+        emit(f"recorder memory per step after {frames} frames", [per_step], "bytes",
+             steps=steps, target="<= 1024, flat")
+
+
+def bench_hub_scaling() -> None:
+    """A broadcast frame into hub 0 with N ports (the TAP and N-1 e1000s of the guest):
+    every other port delivers it once, into its NIC's ring and up the guest's stack."""
+    for ports in (2, 4, 16):
+        nics = " ".join(f"-netdev hubport,id=p{i},hubid=0 -device e1000,netdev=p{i}"
+                        for i in range(ports - 1))
+        vm = qn.Machine.from_cmdline(f"-netdev tap,id=hn0 -netdev hubport,id=pt,hubid=0,"
+                                     f"netdev=hn0 {nics}")
         vm.boot()
-        vm.host().ping(count=2)
-        gc.collect()
-        tracemalloc.start()
-        with vm.record() as rec:
-            vm.host().ping(count=frames // 2)
-        size = tracemalloc.get_traced_memory()[0]
-        tracemalloc.stop()
-        emit(f"recorder memory per step ({frames} frames)", [size / len(rec.steps)], "bytes",
-             steps=len(rec.steps), target="<= 1024")
+        host = vm.host()
+        frame = b"\xff" * 6 + bytes.fromhex(host.mac.replace(":", "")) + b"\x88\xb5" + bytes(46)
+        n = 4_000
+
+        def run() -> None:
+            for _ in range(n // 32):
+                for _ in range(32):
+                    host.send(frame)
+                vm.run()
+        rates = [n / t for t in timed(run, 3)]
+        got = sum(nic.nc.stats["rx"] for nic in vm.nics)
+        assert got == 3 * (n // 32 * 32) * (ports - 1), got
+        emit(f"broadcast frames/s into a hub with {ports} ports", rates, "frames/s",
+             deliveries_per_frame=ports - 1,
+             deliveries_per_second=round(statistics.median(rates) * (ports - 1)),
+             target="cost linear in ports")
 
 
 def main() -> None:
@@ -152,6 +190,7 @@ def main() -> None:
     bench_import()
     bench_boot()
     bench_packet_path()
+    bench_hub_scaling()
     bench_recorder_memory()
 
 

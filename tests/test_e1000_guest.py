@@ -167,3 +167,20 @@ def test_link_down_and_up_reach_the_guest_through_lsc():
     vm.run()
     assert dev.status & 0x2 and drv.carrier and vm.clock_ns - t >= 499_000_000
     assert vm.host().ping()[0] is not None
+
+
+def test_nics_sharing_an_intx_line_all_get_their_interrupts():
+    """Slots 4 and 5 both route INTA# to GSI 10: the guest shares the line (IRQF_SHARED),
+    each e1000's handler runs on every interrupt and serves its own device."""
+    nics = " ".join(f"-netdev hubport,id=p{i},hubid=0 -device e1000,netdev=p{i}" for i in range(3))
+    vm = booted(f"-netdev tap,id=hn0 -netdev hubport,id=pt,hubid=0,netdev=hn0 {nics}")
+    assert [vm.pci.gsi_of(d) for d in vm.nics] == [11, 10, 10]
+    host = vm.host()
+    frame = b"\xff" * 6 + bytes.fromhex(host.mac.replace(":", "")) + b"\x88\xb5" + bytes(46)
+    for _ in range(4):
+        for _ in range(100):                      # more than a ring's worth each time
+            host.send(frame)
+        vm.run()
+    assert [d.nc.stats["rx"] for d in vm.nics] == [400, 400, 400]
+    assert all(n.carrier for n in vm.guest.nics)
+    assert set(vm.guest.interrupts) == {"eth0", "eth1, eth2"}

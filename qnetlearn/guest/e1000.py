@@ -368,9 +368,7 @@ class E1000Adapter(NetDevice):
         self.gsi = k.pci_irq_gsi(self.devfn)
         if not self.gsi:
             raise GuestError(f"{self.name}: no INTx interrupt pin")
-        self.vector = k.alloc_irq_vector()
-        k.request_irq(self.vector, self.e1000_intr, self.name or "e1000", level=True)
-        k.ioapic_route(self.gsi, self.vector, level=True)
+        self.vector = k.request_gsi_irq(self.gsi, self.e1000_intr, self.name or "e1000")
 
     # -- interrupt and NAPI -------------------------------------------------------------------
     @tracepoint(SRC, show=("vector",))

@@ -163,6 +163,8 @@ class GuestKernel:
         self._dma_next = DMA_BASE
         self._next_vector = FIRST_DYNAMIC_VECTOR
         self.irq_desc: dict[int, IrqDesc] = {}
+        self.gsi_vectors: dict[int, int] = {}                  # INTx line -> its vector
+        self.shared: dict[int, list[Callable[[int], Any]]] = {}  # vector -> handlers
         self.msix_vectors: dict[int, MsixVector] = {}
         #: per-IRQ counts, like /proc/interrupts, keyed by the name given to request_irq
         self.interrupts: Stats = Stats()
@@ -363,6 +365,28 @@ class GuestKernel:
         self.cpu.idt[vector] = self.handle_fasteoi_irq if level else self.handle_edge_irq
         if mv is not None:
             self.writel(desc.msix_entry + PCI_MSIX_ENTRY_VECTOR_CTRL, 0)   # unmask
+
+    def request_gsi_irq(self, gsi: int, handler: Callable[[int], Any], name: str) -> int:
+        """A level-triggered INTx line through the I/O APIC: one vector per GSI; devices on
+        the same line share it (Linux IRQF_SHARED): each handler runs on every interrupt
+        and looks at its own device (e1000_intr reads ICR and returns if it is 0)."""
+        vector = self.gsi_vectors.get(gsi)
+        if vector is None:
+            vector = self.gsi_vectors[gsi] = self.alloc_irq_vector()
+            self.shared[vector] = [handler]
+            self.request_irq(vector, self._run_shared, name, level=True)
+            self.ioapic_route(gsi, vector, level=True)
+            return vector
+        desc = self.irq_desc[vector]
+        self.shared[vector].append(handler)
+        count = self.interrupts.pop(desc.name)
+        desc.name = f"{desc.name}, {name}"           # as /proc/interrupts shows a shared line
+        self.interrupts[desc.name] = count
+        return vector
+
+    def _run_shared(self, vector: int) -> None:
+        for handler in self.shared[vector]:
+            handler(vector)
 
     def free_irq(self, vector: int) -> None:
         desc = self.irq_desc.pop(vector, None)

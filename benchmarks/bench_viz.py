@@ -51,7 +51,7 @@ def per_step(rec, views, label: str) -> None:
             v.render(m)
             times.append((time.perf_counter() - t) * 1000)
         times.sort()
-        emit(bench="render", recording=label, view=v.name, steps=len(times),
+        emit(bench="render", recording=label, view=v.name, title=v.title, steps=len(times),
              median_ms=round(statistics.median(times), 3),
              p95_ms=round(times[int(len(times) * 0.95) - 1], 3))
 

@@ -66,6 +66,10 @@ class Machine:
         self.ignored_options = list(config.ignored_options)
         self.loop = MainLoop()
         self.loop.cost_ns["vcpu"] = VCPU_COST_NS[self.accel]
+        if config.ram_size > PCI_MMIO_BASE:
+            # QEMU's pc puts RAM beyond the PCI hole above 4 GiB; that split is not modelled
+            raise CmdlineError("-m", f"ram size too large: qnetlearn's pc machine keeps RAM "
+                               f"below the PCI hole (at most {PCI_MMIO_BASE >> 20} MiB)")
         self.ram = RAM(config.ram_size)
         self.memory = AddressSpace("memory", self.ram)
         self.pci = PCIBus(self.memory, self.loop)
@@ -126,7 +130,7 @@ class Machine:
         for nic in cfg.nics:
             peer = self.netdevs.get(nic.netdev) if nic.netdev else None
             dev = models[nic.model](self, nic, peer)
-            self.pci.register(dev, nic.addr)
+            self.pci.register(dev, nic.addr, nic.function)
             self.nics.append(dev)
             self.devices[nic.id or nic.name] = dev
         for tap_id, host in self.hosts.items():   # static ARP, as the goldens were recorded

@@ -476,7 +476,7 @@ def test_player_of_1000_steps_builds_in_2s():
         while len(rec.steps) < 1000:
             vm.host().ping()
     for make in (lambda: qn.viz.RingPlayer(rec), lambda: qn.viz.CallStackPlayer(rec),
-                 lambda: qn.viz.InterruptPlayer(rec)):
+                 lambda: qn.viz.InterruptPlayer(rec), lambda: qn.viz.Lesson(rec)):
         make()                                            # imports, caches
         t = time.perf_counter()
         p = make()

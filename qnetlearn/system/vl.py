@@ -383,6 +383,9 @@ _ACCEL_PROPS = {"tcg": ("thread", "tb-size", "split-wx", "one-insn-per-tb"),
                         "xen-gnttab-max-frames", "xen-evtchn-max-pirq")}
 MAX_NICS = 8
 _CHIPSET_DEVFNS = {0x00: "i440FX", 0x08: "PIIX3", 0x09: "piix3-ide"}
+#: what qnetlearn's machine always puts on bus 0 (machine.py: an i440FX pc, q35 included,
+#: with QEMU's default VGA at 00:02.0)
+_BUILTIN_DEVFNS = {**_CHIPSET_DEVFNS, 0x10: "VGA"}
 
 
 def _machine_kind(t: str) -> str | None:
@@ -1303,6 +1306,7 @@ class _Parser:
             if nd["devaddr"] is not None:
                 props["addr"] = nd["devaddr"]
             if nd["vectors"] is not None and model == "virtio-net-pci":
+                check_msix_vectors(text, int(nd["vectors"]))
                 props["vectors"] = nd["vectors"]
             self.realize_nic(text, model, None, nd["netdev"], nd["mac"], props, slot, 0,
                              source="-nic" if text.startswith(("-nic", "--nic")) else "-net")
@@ -1331,16 +1335,23 @@ class _Parser:
             owner = _PROP_OWNER.get((model, "netdev"), model)
             raise CmdlineError(text, f"Property '{owner}.netdev' can't take value "
                                f"'{peer.id}', it's in use")
+        devfns = self.devfns
         if slot is not None:
             devfn = slot << 3 | function
-            other = self.devfns.get(devfn)
-            if other is None and self.machine_kind == "i440fx" and devfn in _CHIPSET_DEVFNS:
-                other = (_CHIPSET_DEVFNS[devfn], None)
+            other = devfns.get(devfn)
+            if other is None and devfn in _BUILTIN_DEVFNS:
+                other = (_BUILTIN_DEVFNS[devfn], None)
             if other is not None:
                 raise CmdlineError(text, f"PCI: slot {slot} function {function} not available "
                                    f"for {model}, in use by {other[0]},id="
                                    f"{other[1] or '(null)'}")
-            self.devfns[devfn] = (model, dev_id)
+        else:       # pci_bus_devfn: the first slot whose function 0 is free, as the machine
+            devfn = next((d for d in range(0, 256, 8)
+                          if d not in devfns and d not in _BUILTIN_DEVFNS), None)
+            if devfn is None:
+                raise CmdlineError(text, f"PCI: no slot/function available for {model}, all "
+                                   "in use or reserved")
+        devfns[devfn] = (model, dev_id)
         mac = self.qemu_macaddr_default_if_unset(mac)
         n = sum(1 for x in self.cfg.nics if x.model == model)
         name = dev_id if dev_id is not None else f"{model}.{n}"
@@ -1507,6 +1518,7 @@ class _Parser:
             raise CmdlineError(spec.text, "'duplex' must be 'half' or 'full'")
         if int(props.get("speed", "-1")) < -1:
             raise CmdlineError(spec.text, "'speed' must be between 0 and INT_MAX")
+        check_msix_vectors(spec.text, int(props.get("vectors", "4")))
         rx = int(props.get("rx_queue_size", "256"))
         if not (256 <= rx <= 1024 and rx & (rx - 1) == 0):
             raise CmdlineError(spec.text, f"Invalid rx_queue_size (= {rx}), must be a power "
@@ -1568,6 +1580,14 @@ class _Parser:
 # MAC and PCI address syntax
 # --------------------------------------------------------------------------------------
 _STRTOL16 = re.compile(r"\s*([+-]?)(?:0[xX](?=[0-9a-fA-F]))?([0-9a-fA-F]*)")
+
+
+def check_msix_vectors(text: str, vectors: int) -> None:
+    """virtio-pci's msix_init takes 1..PCI_MSIX_FLAGS_QSIZE + 1 (2048) vectors; with 0, or
+    when msix_init fails, QEMU runs the device without MSI-X, which is not modelled."""
+    if not 1 <= vectors <= 2048:
+        raise CmdlineError(text, f"vectors={vectors}: QEMU then runs the device without MSI-X "
+                           "(INTx only), which is not modelled by qnetlearn (1 to 2048 vectors)")
 
 
 def net_parse_macaddr(p: str) -> bytes | None:

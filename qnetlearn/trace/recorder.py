@@ -112,6 +112,9 @@ class Recorder:
         self.images: dict[int, tuple[Any, dict[str, Any]]] = {}
         self.ram_image: dict[int, bytes] = {}
         self.frames: list[tuple[int, str, str, bytes]] = []  # (time_ns, netdev, type, frame)
+        self._frame_steps: list[int] = []   # the step count when each frame was sent
+        # with max_steps: when to fold the journal entries no kept step needs (_compact)
+        self._compact_at = 2 * max_steps if max_steps else 1 << 62
         self._stack: list[int] = []
         self._loop: Any = machine.loop if machine is not None else _NoClock()
         self._cursor: tuple[int, dict, dict] | None = None
@@ -175,17 +178,55 @@ class Recorder:
         raw.append(("return", tp, len(stack), index, loop.clock_ns, CONTEXT.name,
                     (ret if type(ret) in _PLAIN else _short(ret),)))
         self._n = _STEP[0] = n + 1
+        if n >= self._compact_at:
+            self._compact()
         return ret
 
     def _on_event(self, tp: Tracepoint, args: tuple) -> None:
         stack = self._stack
         self._raw.append(("event", tp, len(stack), stack[-1] if stack else -1,
                           self._loop.clock_ns, CONTEXT.name, args))
-        self._n = _STEP[0] = self._n + 1
+        n = self._n = _STEP[0] = self._n + 1
+        if n >= self._compact_at:
+            self._compact()
 
     def add_frame(self, netdev: str, kind: str, frame: bytes) -> None:
         """A frame a net client sent (for to_pcap); called by the net layer while recording."""
         self.frames.append((self._loop.clock_ns, netdev, kind, bytes(frame)))
+        self._frame_steps.append(self._n)
+
+    def _compact(self) -> None:
+        """``max_steps``: keep memory bounded.  Journal entries that every kept step has
+        already seen are folded into the start image (objects and RAM pages) and dropped;
+        so are the frames sent before the oldest kept step.  Runs once per ``max_steps``
+        steps, so each entry is folded once."""
+        self._compact_at = self._n + self.max_steps  # type: ignore[operator]
+        base = self._n - len(self._raw)              # the oldest step one can still ask for
+        journal = self.journal
+        n = len(journal)
+        k = 0
+        images = self.images
+        pages = self.ram_image
+        while k < n and journal[k][0] <= base:        # state(i) applies entries with step <= i
+            _step, obj, key, value = journal[k]
+            if isinstance(key, int) and isinstance(value, (bytes, bytearray)):
+                _write_pages(pages, key, value)       # type: ignore[arg-type]
+            else:
+                entry = images.get(id(obj))
+                if entry is None:
+                    entry = images[id(obj)] = (obj, {})
+                entry[1][key] = value
+            k += 1
+        if k:
+            del journal[:k]                           # in place: the journal is shared
+            self._cursor = None
+        steps = self._frame_steps
+        j = 0
+        while j < len(steps) and steps[j] <= base:
+            j += 1
+        if j:
+            del self.frames[:j]
+            del steps[:j]
 
     # -- reading a recording ------------------------------------------------------------
     def _local(self, i: int) -> int:
@@ -299,6 +340,8 @@ def _write_pages(pages: dict[int, bytearray], addr: int, data: bytes) -> None:
         buf = pages.get(page)
         if buf is None:
             buf = pages[page] = bytearray(4096)
+        elif type(buf) is bytes:                     # a start image page (Recorder._compact)
+            buf = pages[page] = bytearray(buf)
         buf[po:po + chunk] = data[off:off + chunk]
         off += chunk
 

@@ -74,8 +74,8 @@ def attrs(**kw: Any) -> str:
 
 def num(v: float) -> str:
     """A coordinate, short: 12 not 12.0, 404.5 not 404.50."""
-    r = round(v, 1)
-    return str(int(r)) if r == int(r) else str(r)
+    s = "%.1f" % v
+    return s[:-2] if s.endswith(".0") else s
 
 
 def text(x: float, y: float, s: Any, size: float = 13, *, fill: str = INK, weight: str | None = None,

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Hashable, Sequence
 
 from .captions import Captioner, step_label
 from .render.callstack import callstack_svg
-from .render.interrupt import interrupt_svg, message_of, msi_stage
+from .render.interrupt import interrupt_svg, intx_stage, message_of, msi_stage
 from .render.netqueue import netqueue_svg
 from .render.ring import e1000_ring_svg, ring_svg
 from .replay import Moment, Replay
@@ -70,9 +70,35 @@ class RingView(View):
         self.queue = queue
         self.slide = slide
         self.title = f"{device} queue {queue}"
+        self._seen: tuple[Any, int] = (None, -1)   # (the last distinct state, its number)
+
+    def _part(self, state: dict[str, Any] | None) -> Any:
+        dev = (state or {}).get("devices", {}).get(self.device, {})
+        if "queues" in dev:
+            qs = dev["queues"]
+            return qs[self.queue] if self.queue < len(qs) else None
+        return dev.get("rx" if self.queue == 0 else "tx")
+
+    def _number(self, part: Any) -> int:
+        """A number per distinct state of this queue (equal states, equal numbers)."""
+        last, n = self._seen
+        if part is last or part == last:
+            return n
+        self._seen = (part, n + 1)
+        return n + 1
 
     def key(self, m: Moment) -> Hashable:
-        return (m.version, m.prev_version)
+        k = (self.device, self.queue)
+        prev = self._part(m.prev_state)
+        pn = self._number(prev) if prev is not None else -1
+        cur = self._number(self._part(m.state))
+        drv = m.extras.get("drivers", {}).get(k)
+        pdrv = (m.prev_extras or {}).get("drivers", {}).get(k)
+        buf = m.extras.get("buffers", {}).get(k)
+        feats = m.state.get("devices", {}).get(self.device, {}).get("guest_features")
+        return (cur, pn, feats, tuple(sorted(drv.items())) if drv else None,
+                tuple(sorted(pdrv.items())) if pdrv else None,
+                tuple(sorted(buf.items())) if buf else None)
 
     def render(self, m: Moment, *, step: int | None = None) -> str:
         dev = m.state.get("devices", {}).get(self.device, {})
@@ -102,12 +128,30 @@ class InterruptView(View):
         self.slide = slide
         self.title = f"Interrupts of {device}"
 
+    def _part(self, state: dict[str, Any] | None) -> Hashable:
+        """What this view shows of a state, as a hashable value."""
+        if state is None:
+            return None
+        dev = state.get("devices", {}).get(self.device, {})
+        msix = dev.get("msix") or {}
+        entries = tuple(tuple(sorted(e.items())) for e in msix.get("entries", ()))
+        it = tuple(sorted((dev.get("interrupt") or {}).items()))
+        apic = state.get("apic", {})
+        pins = tuple((p, tuple(sorted(v.items())))
+                     for p, v in sorted(state.get("ioapic", {}).get("pins", {}).items()))
+        return (entries, msix.get("enabled"), msix.get("function_masked"), it,
+                tuple(apic.get("irr", ())), tuple(apic.get("isr", ())),
+                tuple(apic.get("tmr", ())), pins)
+
     def key(self, m: Moment) -> Hashable:
-        names = tuple(f.name for f in m.frames)
-        stage = msi_stage(list(names) + ([m.step.name] if m.step.kind == "call" else []), m.step)
+        names = [f.name for f in m.frames]
+        call = [m.step.name] if m.step.kind == "call" else []
+        if "interrupt" in m.state.get("devices", {}).get(self.device, {}):
+            stage = intx_stage(names + call, m.step)
+        else:
+            stage = msi_stage(names + call, m.step)
         msg = message_of(m.frames, m.step)
-        ev = (m.step.name, str(m.step.args.get("note", ""))) if m.step.kind == "event" else None
-        return (m.version, m.prev_version, names, ev, stage, msg)
+        return (self._part(m.state), self._part(m.prev_state), stage, msg)
 
     def render(self, m: Moment, *, step: int | None = None) -> str:
         return interrupt_svg(m.state, device=self.device, frames=m.frames, step=m.step,

@@ -1104,13 +1104,18 @@ def test_guest_programs_random(chunk: int) -> None:
         assert out.ok, f"input {data.hex()}\n{describe(out)}"
 
 
-def kept_inputs() -> list[dict[str, str]]:
+def kept_inputs() -> list[Any]:
+    """The kept inputs; one whose bug lives in a file this work does not own is an expected
+    failure (``xfail``: where it was reported) until that file is fixed."""
     if not REGRESSIONS.exists():
         return []
-    return json.loads(REGRESSIONS.read_text())
+    return [pytest.param(c, id=c["name"], marks=pytest.mark.xfail(reason=c["xfail"],
+                                                                   strict=False))
+            if c.get("xfail") else pytest.param(c, id=c["name"])
+            for c in json.loads(REGRESSIONS.read_text())]
 
 
-@pytest.mark.parametrize("case", kept_inputs(), ids=lambda c: c["name"])
+@pytest.mark.parametrize("case", kept_inputs())
 def test_kept_inputs(case: dict[str, str]) -> None:
     """Inputs the fuzzing found; each failed before its fix (see the case's ``found``).
     They are programs for this file's decoder: a change to it must re-check them."""

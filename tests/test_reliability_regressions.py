@@ -218,3 +218,42 @@ def test_used_len_never_exceeds_a_buffer_smaller_than_the_header():
     used = d.get_used(rx)
     assert used[0] == (0, 4)                 # four header bytes fit, four are reported
     assert used[1] == (1, len(f)) and vm.memory.read_bytes(big, len(f)) == f
+
+
+# -- 5. reported, not fixed here: qnetlearn/hw/net/e1000.py (another engineer's file) -----
+TSO_CASES = {   # name: (IPCSS, TUCSS, command bits, header length, MSS, frame bytes)
+    "ipcss-past-the-segment-ipv4": (200, 0, 0x02000000, 14, 100, 200),
+    "ipcss-past-the-segment-ipv6": (200, 0, 0, 14, 100, 200),
+    "tucss-past-the-segment-tcp": (14, 200, 0x03000000, 14, 100, 400),
+    "tucss-past-the-segment-udp": (14, 200, 0x02000000, 14, 100, 400),
+    "segment-of-64-kib": (0, 0, 0x02000000, 14, 0xFFFF, 0x10000),
+}
+
+
+@pytest.mark.xfail(reason="e1000 TSO (xmit_seg) writes header fields with int.to_bytes and "
+                          "indexes the segment at offsets from the context descriptor without "
+                          "bounds (QEMU's stw_be_p/stl_be_p truncate into a 64 KiB buffer); "
+                          "reported to the e1000 engineer", raises=(OverflowError, IndexError),
+                   strict=False)
+@pytest.mark.parametrize("case", TSO_CASES)
+def test_e1000_tso_context_past_the_segment_does_not_raise(case: str):
+    """Found by benchmarks/fuzz_guest_inputs.py (the first case; the others are its
+    neighbours): a TSO context descriptor whose IPCSS or TUCSS lies past the first
+    segment, or a segment of 64 KiB, then a TSE data descriptor: the TDT write raised
+    OverflowError or IndexError out of ``vm.memory.write``."""
+    from test_fuzz_guest_inputs import E_TDT, E1000Driver
+    ipcss, tucss, cmd, hdr, mss, total = TSO_CASES[case]
+    vm = qn.Machine.from_cmdline("-netdev tap,id=hn0 -device e1000,id=e0,netdev=hn0",
+                                 guest=None)
+    vm.boot()
+    e = E1000Driver(vm, vm.device("e0"))
+    dext, dtyp_d, tse, eop = 0x20000000, 0x00100000, 0x04000000, 0x01000000
+    ctx = struct.pack("<BBHBBHIBBH", ipcss, 0, 0, tucss, 0, 0,
+                      dext | tse | cmd | (total & 0xFFFFF), 0, hdr, mss)
+    buf = 0x300000
+    vm.memory.write_bytes(buf, bytes(i & 0xFF for i in range(total)))
+    vm.memory.write_bytes(e.tx_ring, ctx)
+    vm.memory.write_bytes(e.tx_ring + 16, struct.pack(
+        "<QII", buf, dext | dtyp_d | tse | eop | (total & 0xFFFFF), 0))
+    e.w(E_TDT, 2)                            # must return normally
+    vm.run()

@@ -1105,14 +1105,10 @@ def test_guest_programs_random(chunk: int) -> None:
 
 
 def kept_inputs() -> list[Any]:
-    """The kept inputs; one whose bug lives in a file this work does not own is an expected
-    failure (``xfail``: where it was reported) until that file is fixed."""
+    """The kept inputs, by name."""
     if not REGRESSIONS.exists():
         return []
-    return [pytest.param(c, id=c["name"], marks=pytest.mark.xfail(reason=c["xfail"],
-                                                                   strict=False))
-            if c.get("xfail") else pytest.param(c, id=c["name"])
-            for c in json.loads(REGRESSIONS.read_text())]
+    return [pytest.param(c, id=c["name"]) for c in json.loads(REGRESSIONS.read_text())]
 
 
 @pytest.mark.parametrize("case", kept_inputs())

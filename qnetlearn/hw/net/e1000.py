@@ -905,6 +905,21 @@ def e1000_receive_iov(nc: NetClientState, iov: list[bytes]) -> int:
 
 
 # ---- transmit -----------------------------------------------------------------------
+def _ld_be(data: bytearray, off: int, n: int) -> int:
+    """QEMU's lduw_be_p/ldl_be_p on tx.data: the guest's context descriptor picks the
+    offset, so bytes past the gathered frame read as zero instead of raising."""
+    return int.from_bytes(data[off:off + n].ljust(n, b"\0"), "big")
+
+
+def _st_be(data: bytearray, off: int, n: int, val: int) -> None:
+    """QEMU's stw_be_p/stl_be_p on tx.data: the value is truncated to n bytes, and bytes
+    past the gathered frame land in the unsent rest of QEMU's 64 KiB buffer: dropped."""
+    raw = (val & ((1 << 8 * n) - 1)).to_bytes(n, "big")
+    end = min(off + n, len(data))
+    if off < end:
+        data[off:end] = raw[:end - off]
+
+
 def _putsum(data: bytearray, n: int, sloc: int, css: int, cse: int) -> None:
     """Insert an Internet checksum of data[css..cse] at sloc (SDM §3.3.5 'checksum
     offloading'); a zero result is sent as 0xFFFF."""
@@ -942,26 +957,23 @@ def xmit_seg(s: E1000State) -> None:
         ipcss, _ipcso, _ipcse, tucss, tucso, _tucse = s.tx_tso_props
         frames = s.tx_tso_frames
         if is_ip:                               # IPv4 total length and identification
-            data[ipcss + 2:ipcss + 4] = (size - ipcss).to_bytes(2, "big")
-            ident = (int.from_bytes(data[ipcss + 4:ipcss + 6], "big") + frames) & 0xFFFF
-            data[ipcss + 4:ipcss + 6] = ident.to_bytes(2, "big")
+            _st_be(data, ipcss + 2, 2, size - ipcss)
+            _st_be(data, ipcss + 4, 2, _ld_be(data, ipcss + 4, 2) + frames)
         else:                                   # IPv6 payload length
-            data[ipcss + 4:ipcss + 6] = (size - ipcss).to_bytes(2, "big")
-        ln = size - tucss
+            _st_be(data, ipcss + 4, 2, size - ipcss)
+        ln = (size - tucss) & 0xFFFF            # a uint16_t in QEMU
         if is_tcp:
             sofar = frames * mss
-            seq = (int.from_bytes(data[tucss + 4:tucss + 8], "big") + sofar) & 0xFFFFFFFF
-            data[tucss + 4:tucss + 8] = seq.to_bytes(4, "big")
-            if paylen - sofar > mss:
-                data[tucss + 13] &= ~9          # PSH and FIN only on the last segment
+            _st_be(data, tucss + 4, 4, _ld_be(data, tucss + 4, 4) + sofar)
+            if paylen - sofar > mss:            # PSH and FIN only on the last segment
+                _st_be(data, tucss + 13, 1, _ld_be(data, tucss + 13, 1) & ~9)
             elif frames:
                 s._inc(TSCTC)
         else:
-            data[tucss + 4:tucss + 6] = ln.to_bytes(2, "big")
+            _st_be(data, tucss + 4, 2, ln)
         if s.tx_sum_needed & TXD_POPTS_TXSM:    # add the segment length to the pseudo-header
-            ph = int.from_bytes(data[tucso:tucso + 2], "big") + ln
-            ph = (ph >> 16) + (ph & 0xFFFF)
-            data[tucso:tucso + 2] = (ph & 0xFFFF).to_bytes(2, "big")
+            ph = _ld_be(data, tucso, 2) + ln
+            _st_be(data, tucso, 2, (ph >> 16) + (ph & 0xFFFF))
         s.tx_tso_frames = frames + 1
         props = s.tx_tso_props
     else:

@@ -11,6 +11,7 @@ from qnetlearn.net.dump import read_pcap
 from qnetlearn.net.net import NetClientInfo, qemu_new_net_client, qemu_send_packet
 from qnetlearn.net.stack import build_echo_request, parse_frame
 from qnetlearn.trace import REGISTRY, tracepoint
+from qnetlearn.trace.recorder import _short
 from spec_driver import SpecDriver
 
 SEED_CHAIN = ["tap_send", "qemu_send_packet_async", "qemu_send_packet_async_with_flags",
@@ -65,6 +66,47 @@ def test_disabled_tracepoints_are_the_plain_functions():
         assert qemu_send_packet.__code__ is not next(
             tp.code for tp in REGISTRY if tp.func is qemu_send_packet)
     assert all(tp.func.__code__ is tp.code for tp in REGISTRY)
+
+
+@tracepoint("tests/test_trace.py", show=("len", "k"))
+def _every_shape(a, len=2, /, *rest, k=3, **kw):  # noqa: A002 (shadows len, as QEMU's do)
+    return (a, len, rest, k, kw)
+
+
+def test_recording_wrappers_keep_every_signature_shape_and_default():
+    """The recording wrapper is compiled with the function's own parameters: defaults,
+    positional-only, ``*rest``, keyword-only and ``**kw`` all arrive, and a parameter
+    named like a builtin (QEMU's ``len``) does not break the wrapper."""
+    tp = next(t for t in REGISTRY if t.func is _every_shape)
+    calls = [((1,), {}), ((1, 5, 6, 7), {"k": 8, "x": 9}), ((1, 5), {"z": 0})]
+    plain = [_every_shape(*a, **kw) for a, kw in calls]
+    vm, _got = tap_and_test_nic()
+    with vm.record() as rec:
+        assert _every_shape.__code__ is not tp.code
+        assert [_every_shape(*a, **kw) for a, kw in calls] == plain
+    assert _every_shape.__code__ is tp.code
+    steps = [s for s in rec.steps if s.name == "_every_shape"]
+    assert [s.kind for s in steps] == ["call", "return"] * 3
+    assert [s.args for s in steps[::2]] == [{"len": 2, "k": 3}, {"len": 5, "k": 8},
+                                           {"len": 5, "k": 3}]
+    assert [s.args["ret"] for s in steps[1::2]] == [_short(r) for r in plain]
+
+
+def test_a_slot_plugged_while_recording_stays_plugged_after_the_recorder_stops():
+    tp = next(t for t in REGISTRY if t.func is _every_shape)
+    vm, _got = tap_and_test_nic()
+    rec = vm.record().start()
+    tp.plug(lambda *a, **kw: "student")
+    try:
+        assert _every_shape(1) == "student"
+        rec.stop()
+        n = len(rec.steps)
+        assert _every_shape(1) == "student"       # still the student's, now unrecorded
+        assert len(rec.steps) == n
+    finally:
+        tp.unplug()
+    assert _every_shape(1) == (1, 2, (), 3, {}) and _every_shape.__code__ is tp.code
+    assert [s.args for s in rec.steps if s.kind == "return"][-1] == {"ret": "student"}
 
 
 def virtio_rx_recording(seq: int = 1):

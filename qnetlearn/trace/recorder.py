@@ -100,6 +100,43 @@ def _short(value: Any) -> Any:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+# What a traced function runs while a recorder is attached: the recorder's two handlers,
+# compiled once per tracepoint with its own parameters (Tracepoint.attach_specialised), so
+# recording a call costs one frame and no packing of arguments.  Its locals and builtins
+# carry a _qn_ prefix, as a traced function's parameters (``len``, ``index``) may shadow them.
+_ON_CALL = """\
+def {name}({params}):
+    (_qn_tp, _qn_R, _qn_rec, _qn_stack, _qn_push, _qn_pop, _qn_loop, _qn_ctx, _qn_step,
+     _qn_plain, _qn_short, _qn_len) = _qn_tp_{index}
+    _qn_i = _qn_step[0]
+    _qn_rec(("call", _qn_tp, _qn_len(_qn_stack), _qn_stack[-1] if _qn_stack else -1,
+             _qn_loop.clock_ns, _qn_ctx.name, {shown}))
+    _qn_step[0] = _qn_i + 1
+    _qn_push(_qn_i)
+    try:
+        _qn_ret = _qn_tp.orig({call})
+    finally:
+        _qn_pop()
+    _qn_n = _qn_step[0]
+    _qn_rec(("return", _qn_tp, _qn_len(_qn_stack), _qn_i, _qn_loop.clock_ns, _qn_ctx.name,
+             (_qn_ret if _qn_ret.__class__ in _qn_plain else _qn_short(_qn_ret),)))
+    _qn_step[0] = _qn_n + 1
+    if _qn_n >= _qn_R._compact_at:
+        _qn_R._compact()
+    return _qn_ret
+"""
+_ON_EVENT = """\
+def {name}({params}):
+    (_qn_tp, _qn_R, _qn_rec, _qn_stack, _qn_push, _qn_pop, _qn_loop, _qn_ctx, _qn_step,
+     _qn_plain, _qn_short, _qn_len) = _qn_tp_{index}
+    _qn_rec(("event", _qn_tp, _qn_len(_qn_stack), _qn_stack[-1] if _qn_stack else -1,
+             _qn_loop.clock_ns, _qn_ctx.name, {argv}))
+    _qn_n = _qn_step[0] = _qn_step[0] + 1
+    if _qn_n >= _qn_R._compact_at:
+        _qn_R._compact()
+"""
+
+
 class Recorder:
     """Records every tracepoint while attached; see API.md, "Recording and replay"."""
 
@@ -107,7 +144,7 @@ class Recorder:
         self.machine = machine
         self.max_steps = max_steps
         self._raw: list[tuple] | deque[tuple] = deque(maxlen=max_steps) if max_steps else []
-        self._n = 0                  # steps recorded, the dropped ones included
+        self._stopped_at = 0         # steps recorded when last stopped
         self.journal: list[tuple] = []
         self.images: dict[int, tuple[Any, dict[str, Any]]] = {}
         self.ram_image: dict[int, bytes] = {}
@@ -128,8 +165,12 @@ class Recorder:
         self.images = _state.start(self.journal)
         if self.machine is not None:
             self.ram_image = self.machine.memory.ram.start_journal(self.journal)
+        _STEP[0] = self._stopped_at
+        stack = self._stack
+        ctx = (self, self._raw.append, stack, stack.append, stack.pop, self._loop, CONTEXT,
+               _STEP, _PLAIN, _short, len)
         for tp in REGISTRY:
-            tp.attach(self._on_call if tp.kind == "call" else self._on_event)
+            tp.attach_specialised(_ON_CALL if tp.kind == "call" else _ON_EVENT, ctx)
         self.active = True
         return self
 
@@ -141,6 +182,7 @@ class Recorder:
         _state.stop()
         if self.machine is not None:
             self.machine.memory.ram.stop_journal()
+        self._stopped_at = _STEP[0]
         self.active = False
         _ACTIVE[0] = None
 
@@ -151,6 +193,12 @@ class Recorder:
         self.stop()
 
     @property
+    def _n(self) -> int:
+        """Steps recorded, the dropped ones included: while attached, the step counter
+        the wrappers advance (``state._STEP``, which stamps the journal too)."""
+        return _STEP[0] if self.active else self._stopped_at
+
+    @property
     def steps(self) -> StepList:
         return StepList(self._raw)
 
@@ -158,37 +206,6 @@ class Recorder:
     def dropped_steps(self) -> int:
         """Steps that ``max_steps`` dropped from the front."""
         return self._n - len(self._raw)
-
-    # -- the two handlers the tracepoints call (hot: keep them lean) ---------------------
-    def _on_call(self, tp: Tracepoint, args: tuple, kwargs: dict) -> Any:
-        stack = self._stack
-        raw = self._raw
-        loop = self._loop
-        index = self._n
-        argv = tp.shown_args(args, kwargs) if tp.show else ()
-        raw.append(("call", tp, len(stack), stack[-1] if stack else -1, loop.clock_ns,
-                    CONTEXT.name, argv))
-        self._n = _STEP[0] = index + 1
-        stack.append(index)
-        try:
-            ret = tp.orig(*args, **kwargs)
-        finally:
-            stack.pop()
-        n = self._n
-        raw.append(("return", tp, len(stack), index, loop.clock_ns, CONTEXT.name,
-                    (ret if type(ret) in _PLAIN else _short(ret),)))
-        self._n = _STEP[0] = n + 1
-        if n >= self._compact_at:
-            self._compact()
-        return ret
-
-    def _on_event(self, tp: Tracepoint, args: tuple) -> None:
-        stack = self._stack
-        self._raw.append(("event", tp, len(stack), stack[-1] if stack else -1,
-                          self._loop.clock_ns, CONTEXT.name, args))
-        n = self._n = _STEP[0] = self._n + 1
-        if n >= self._compact_at:
-            self._compact()
 
     def add_frame(self, netdev: str, kind: str, frame: bytes) -> None:
         """A frame a net client sent (for to_pcap); called by the net layer while recording."""

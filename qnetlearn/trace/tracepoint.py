@@ -40,7 +40,7 @@ class Tracepoint:
 
     __slots__ = ("name", "kind", "src", "func", "code", "orig", "argnames", "show",
                  "shown_names", "fmt", "index", "_wrapper", "glob", "_get", "pristine",
-                 "handler")
+                 "handler", "_specialised")
 
     def __init__(self, func: FunctionType, kind: str, src: str, show: tuple[str, ...],
                  fmt: str | None, name: str | None = None) -> None:
@@ -66,6 +66,7 @@ class Tracepoint:
         #: the attached recorder's handler, or None
         self.handler: Callable[..., Any] | None = None
         self._wrapper = _wrapper_code(self.index, func.__name__, kind)
+        self._specialised: dict[str, CodeType] = {}
 
     def attach(self, handler: Callable[..., Any]) -> None:
         """Route calls to ``handler(tp, args, kwargs)`` (call) or ``handler(tp, args)``."""
@@ -73,10 +74,22 @@ class Tracepoint:
         self.glob[f"_qn_tp_{self.index}"] = (self, handler)
         self.func.__code__ = self._wrapper
 
+    def attach_specialised(self, template: str, ctx: tuple) -> None:
+        """Attach a handler written as source: ``template`` is compiled for this function's
+        own signature (see :func:`_specialise`), so a recorded call costs one extra frame
+        and no argument packing; it finds ``(tp, *ctx)`` in the global ``_qn_tp_{index}``."""
+        code = self._specialised.get(template)
+        if code is None:
+            code = self._specialised[template] = _specialise(self, template)
+        self.handler = ctx[0]
+        self.glob[f"_qn_tp_{self.index}"] = (self, *ctx)
+        self.func.__code__ = code
+
     def detach(self) -> None:
         self.handler = None
         if self.plugged:
             self.glob[f"_qn_tp_{self.index}"] = (self, _call_orig)
+            self.func.__code__ = self._wrapper
             return
         self.func.__code__ = self.code
         self.glob.pop(f"_qn_tp_{self.index}", None)
@@ -134,6 +147,44 @@ def _wrapper_code(index: int, name: str, kind: str) -> CodeType:
     ns: dict[str, Any] = {}
     exec(compile(src, f"<tracepoint {name}>", "exec"), ns)
     return ns[name].__code__
+
+
+def _specialise(tp: Tracepoint, template: str) -> CodeType:
+    """Compile ``template`` into a wrapper with ``tp``'s exact parameters.
+
+    The template's fields: ``{name}``, ``{index}``, ``{params}`` (the parameter list,
+    without defaults: the function object keeps its ``__defaults__``), ``{call}`` (the
+    arguments, passed on as received), ``{shown}`` (a tuple of the shown arguments) and
+    ``{argv}`` (a tuple of all the positional ones)."""
+    code = tp.code
+    flags = code.co_flags
+    names = code.co_varnames
+    npos, nkw = code.co_argcount, code.co_kwonlyargcount
+    pos, kwonly = list(names[:npos]), list(names[npos:npos + nkw])
+    i = npos + nkw
+    star = names[i] if flags & inspect.CO_VARARGS else None
+    starstar = names[i + (star is not None)] if flags & inspect.CO_VARKEYWORDS else None
+    params = pos[:]
+    if code.co_posonlyargcount:
+        params.insert(code.co_posonlyargcount, "/")
+    if star or kwonly:
+        params.append(f"*{star or ''}")
+    params += kwonly
+    call = pos + ([f"*{star}"] if star else []) + [f"{k}={k}" for k in kwonly]
+    if starstar:
+        params.append(f"**{starstar}")
+        call.append(f"**{starstar}")
+
+    def tup(items: list[str]) -> str:
+        return f"({', '.join(items)},)" if items else "()"
+
+    src = template.format(name=tp.func.__name__, index=tp.index, params=", ".join(params),
+                          call=", ".join(call),
+                          shown=tup([tp.argnames[j] for j in tp.show]),
+                          argv=tup(pos + ([f"*{star}"] if star else [])))
+    ns: dict[str, Any] = {}
+    exec(compile(src, f"<tracepoint {tp.name}>", "exec"), ns)
+    return ns[tp.func.__name__].__code__
 
 
 def is_traced(func: Callable[..., Any]) -> bool:

@@ -322,3 +322,21 @@ def test_ring_indices_wrap_past_65536():
     assert seen_wrap and rx.last_used == total % 65536
     assert vm.device("net-pci0").vdev.rx_vq.last_avail_idx == total % 65536
     assert not vm.device("net-pci0").broken
+
+
+def test_a_recording_shows_the_broken_reason_only_from_the_step_that_broke_it():
+    vm, d = machine(features={VERSION_1, MAC})
+    with vm.record() as rec:
+        bad_chain(d, "loop")
+        vm.host().send(frame())
+        vm.run()
+        d.w8(0x14, 0)                             # the driver resets the device
+    err = rec.find("virtio_error")[0]
+
+    def dev(i: int) -> dict:
+        return rec.state(i)["devices"]["net-pci0"]
+
+    assert (dev(err - 1)["broken"], dev(err - 1)["broken_reason"]) == (False, "")
+    broken = next(i for i in range(err, len(rec)) if dev(i)["broken"])
+    assert "loop" in dev(broken)["broken_reason"].lower()
+    assert (dev(len(rec) - 1)["broken"], dev(len(rec) - 1)["broken_reason"]) == (False, "")

@@ -133,7 +133,8 @@ class VirtIODevice(Stateful):
     (guest RAM while bus mastering is on, else None).
     """
 
-    _state_ = ("status", "isr", "broken", "guest_features", "config_vector", "generation")
+    _state_ = ("status", "isr", "broken", "broken_reason", "guest_features", "config_vector",
+               "generation")
     device_id = 0
 
     def __init__(self, name: str, host_features: int) -> None:

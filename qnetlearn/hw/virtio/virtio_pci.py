@@ -126,7 +126,7 @@ class VirtIOPCIProxy(PCIDevice):
         v = self.vdev
         msix = self.msix
         return {"status": r.get(v, "status", 0), "isr": r.get(v, "isr", 0),
-                "broken": r.get(v, "broken", False), "broken_reason": v.broken_reason,
+                "broken": r.get(v, "broken", False), "broken_reason": r.get(v, "broken_reason", ""),
                 "guest_features": r.get(v, "guest_features", 0),
                 "queues": [vq.state(r) for vq in v.vq],
                 "msix": msix_state(r.get(msix, "table", b""), r.get(msix, "pba", b""),

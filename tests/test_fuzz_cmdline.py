@@ -98,6 +98,12 @@ def mutated(draw: st.DrawFn) -> list[str]:
     return words
 
 
+#: lines of options, nasty values and key=value words in any order
+RANDOM_WORDS = st.lists(st.one_of(st.sampled_from(OPTIONS), nasty_value(),
+                                  st.builds(lambda k, v: f"{k}={v}", st.sampled_from(KEYS),
+                                            nasty_value())), max_size=10)
+
+
 def names_the_option(e: CmdlineError, words: list[str]) -> bool:
     """The message starts with the option it is about, and that option is in the line."""
     if not e.option or not str(e).startswith(e.option):
@@ -108,23 +114,25 @@ def names_the_option(e: CmdlineError, words: list[str]) -> bool:
         {w.lstrip("-") for w in words}
 
 
-def build(words: list[str] | str) -> None:
-    """Parse; what parses is built, booted and run without a guest."""
+def build(words: list[str] | str) -> str:
+    """Parse; what parses is built, booted and run without a guest.  Returns who refused
+    the line ("parser", "machine") or "ran"."""
     try:
         cfg = parse_cmdline(words)
     except CmdlineError as e:
         if isinstance(words, list):
             assert names_the_option(e, words), f"{e.option!r}: {e}"
         assert e.reason
-        return
+        return "parser"
     try:
         vm = qn.Machine(cfg, guest=None)
     except CmdlineError as e:                  # what only the machine can refuse (-m 1T)
         assert e.option and e.reason and str(e).startswith(e.option)
-        return
+        return "machine"
     vm.boot()
     vm.run(max_events=10_000)
     vm.close()
+    return "ran"
 
 
 @settings(max_examples=300, deadline=None, derandomize=True,
@@ -136,9 +144,7 @@ def test_mutated_lines(words: list[str]) -> None:
 
 @settings(max_examples=150, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.one_of(st.sampled_from(OPTIONS), nasty_value(),
-                          st.builds(lambda k, v: f"{k}={v}", st.sampled_from(KEYS), nasty_value())),
-                max_size=10))
+@given(RANDOM_WORDS)
 def test_random_words(words: list[str]) -> None:
     build(words)
 

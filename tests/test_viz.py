@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import json
 import re
-import statistics
 import struct
 import subprocess
 import sys
-import time
 import xml.etree.ElementTree as ET
 from typing import Any
 
@@ -457,32 +455,18 @@ def test_import_stays_light():
     assert out.stdout.strip() == "[]"
 
 
-# ---- performance ---------------------------------------------------------------------------------
+# ---- long recordings (their timings are benchmarks/bench_viz.py's figures) ---------------------
 
-def test_ring_render_under_5ms(ping):
-    _vm, rec = ping
-    view = RingView("net-pci0", 0)
-    times = []
-    for m in Replay(rec).moments():
-        t = time.perf_counter()
-        view.render(m)
-        times.append(time.perf_counter() - t)
-    assert statistics.median(times) < 0.005
-
-
-def test_player_of_1000_steps_builds_in_2s():
+def test_players_of_a_1000_step_recording_cover_every_step():
     vm = qn.Machine.from_cmdline(VIRTIO).boot()
     with vm.record() as rec:
         while len(rec.steps) < 1000:
             vm.host().ping()
-    for make in (lambda: qn.viz.RingPlayer(rec), lambda: qn.viz.CallStackPlayer(rec),
-                 lambda: qn.viz.InterruptPlayer(rec), lambda: qn.viz.Lesson(rec)):
-        make()                                            # imports, caches
-        t = time.perf_counter()
-        p = make()
-        assert time.perf_counter() - t < 2.0, type(p).__name__
+    for make in (qn.viz.RingPlayer, qn.viz.CallStackPlayer, qn.viz.InterruptPlayer,
+                 qn.viz.Lesson):
+        assert make(rec) is not None
     data = build(rec, [CallStackView(), RingView("net-pci0", 0)])
-    assert data["n"] >= 1000
+    assert data["n"] == len(rec.steps) >= 1000
     json.dumps(data)
 
 

@@ -112,11 +112,10 @@ def qemu_net_queue_send_iov(queue: NetQueue, sender: "NetClientState", flags: in
 
 def _queue_send(queue: NetQueue, sender: "NetClientState", flags: int, data: bytes,
                 size: int, sent_cb: SentCb | None) -> int:
-    from .net import qemu_can_send_packet
     if queue.delivering:
         qemu_net_queue_append(queue, sender, flags, data, sent_cb, "receiver is delivering")
         return 0
-    if not qemu_can_send_packet(sender):
+    if not net.qemu_can_send_packet(sender):
         qemu_net_queue_append(queue, sender, flags, data, sent_cb, "receiver cannot receive")
         return 0
     ret = qemu_net_queue_deliver(queue, sender, flags, data, size)
@@ -164,3 +163,7 @@ def qemu_net_queue_purge(queue: NetQueue, sender: "NetClientState") -> None:
         sender.count_drop(len(p.data), "purged")
         if p.sent_cb is not None:
             p.sent_cb(p.sender, 0)
+
+
+# net.c and queue.c call each other; bound last, so either module may be imported first
+from . import net  # noqa: E402

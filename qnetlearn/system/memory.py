@@ -101,7 +101,10 @@ class RAM:
         if addr < 0 or addr + 2 > self.size:
             raise MemTxError(addr, 2)
         _U16.pack_into(self.mm, addr, value & 0xFFFF)
-        self.touched.add(addr >> 12)
+        if (addr & 0xFFF) != 0xFFF:
+            self.touched.add(addr >> 12)
+        else:                                   # a guest may put a ring anywhere
+            self._touch(addr, 2)
 
     def stl(self, addr: int, value: int) -> None:
         if addr < 0 or addr + 4 > self.size:

@@ -35,6 +35,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 TESTS = Path(__file__).resolve().parents[1] / "tests"
 sys.path.insert(0, str(TESTS))
@@ -67,6 +68,20 @@ def mutate(rng: random.Random, data: bytes, max_len: int) -> bytes:
     return bytes(buf[:max_len]) or b"\0"
 
 
+def tally(st: Counter, out: Any) -> None:
+    """Count one input that ran to its end (``out``: the harness's Outcome) into the
+    figures ``report`` prints; both engines keep the same ones."""
+    st["inputs"] += 1
+    st["ops"] += out.ops
+    st["exceptions_escaped"] += len(out.escaped)
+    st["property_violations"] += len(out.violations)
+    st["inputs_with_a_broken_device"] += bool(out.broken)
+    st["frames_sent"] += out.frames_sent
+    st["frames_accounted"] += out.frames_accounted
+    st["witness_ok"] += out.witness_ok is True
+    st["witness_skipped"] += out.witness_ok is None
+
+
 def run_chunk(args: tuple[int, int, int, int, list[bytes]]) -> dict:
     """Run ``count`` inputs drawn from ``seed``; return the chunk's figures."""
     seed, count, max_len, _chunk, corpus = args
@@ -94,15 +109,7 @@ def run_chunk(args: tuple[int, int, int, int, list[bytes]]) -> dict:
             slowest = (dt, data.hex())
         if dt > SLOW_SECONDS:
             st["slow inputs"] += 1
-        st["inputs"] += 1
-        st["ops"] += out.ops
-        st["exceptions_escaped"] += len(out.escaped)
-        st["property_violations"] += len(out.violations)
-        st["inputs_with_a_broken_device"] += bool(out.broken)
-        st["frames_sent"] += out.frames_sent
-        st["frames_accounted"] += out.frames_accounted
-        st["witness_ok"] += out.witness_ok is True
-        st["witness_skipped"] += out.witness_ok is None
+        tally(st, out)
         for b in out.broken:
             reasons[re.sub(r"\d+", "N", b.split(": ", 1)[-1])[:60]] += 1
         if not out.ok:
@@ -178,15 +185,7 @@ def main_atheris(ns: argparse.Namespace) -> int:
             total["hangs"] += 1
             (findings_dir / f"hang-{total['hangs']:04d}.hex").write_text(data.hex())
             return
-        total["inputs"] += 1
-        total["ops"] += out.ops
-        total["exceptions_escaped"] += len(out.escaped)
-        total["property_violations"] += len(out.violations)
-        total["inputs_with_a_broken_device"] += bool(out.broken)
-        total["frames_sent"] += out.frames_sent
-        total["frames_accounted"] += out.frames_accounted
-        total["witness_ok"] += out.witness_ok is True
-        total["witness_skipped"] += out.witness_ok is None
+        tally(total, out)
         if not out.ok:
             n = total["exceptions_escaped"] + total["property_violations"]
             (findings_dir / f"finding-{n:04d}.json").write_text(

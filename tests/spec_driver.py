@@ -193,6 +193,17 @@ class SpecDriver:
     def kick(self, q: Queue) -> None:
         self.mem.write(q.notify_addr, 2, q.index)
 
+    def add_rx_buffers(self, n: int, size: int = 1536) -> dict[int, int]:
+        """Give the device ``n`` writable buffers of ``size`` bytes on the receive queue,
+        one chain each, then kick; returns {head: buffer address}."""
+        rx = self.queues[0]
+        bufs = {}
+        for _ in range(n):
+            b = self.alloc(size)
+            bufs[self.add_chain(rx, [(b, size, True)])] = b
+        self.kick(rx)
+        return bufs
+
     def need_kick(self, q: Queue, old: int) -> bool:
         if EVENT_IDX in self.features:
             event = self.mem.read(q.used + 4 + 8 * q.size, 2)

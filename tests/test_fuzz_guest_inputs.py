@@ -59,6 +59,7 @@ import qnetlearn as qn
 from qnetlearn.net.net import qemu_purge_queued_packets, qemu_set_link
 from qnetlearn.system.memory import MemTxError
 from qnetlearn.system.vl import MachineConfig, parse_cmdline
+from qnetlearn.trace.recorder import read_pages, write_pages
 from spec_driver import (ACK, DRIVER, DRIVER_OK, EVENT_IDX, F_INDIRECT, F_NEXT, F_WRITE,
                          FEATURES_OK, MAC, MRG_RXBUF, VERSION_1, SpecDriver)
 
@@ -324,28 +325,13 @@ class PreOp:
         self.size = ram.size
         self.pages: dict[int, bytearray] = {}
         for a, _n, old in reversed(writes):      # the first write's pre-image wins
-            off = 0
-            while old and off < len(old):
-                page, po = divmod(a + off, 4096)
-                chunk = min(len(old) - off, 4096 - po)
-                buf = self.pages.get(page)
-                if buf is None:
-                    buf = self.pages[page] = bytearray(ram.read(page * 4096, 4096))
-                buf[po:po + chunk] = old[off:off + chunk]
-                off += chunk
+            if old:
+                write_pages(self.pages, a, old, lambda page: ram.read(page * 4096, 4096))
 
     def read(self, addr: int, n: int) -> bytes:
         if not self.pages or addr < 0 or addr + n > self.size:
             return self.ram.read(addr, n)           # (raises MemTxError outside RAM)
-        out = bytearray()
-        off = 0
-        while off < n:
-            page, po = divmod(addr + off, 4096)
-            chunk = min(n - off, 4096 - po)
-            buf = self.pages.get(page)
-            out += buf[po:po + chunk] if buf is not None else self.ram.read(addr + off, chunk)
-            off += chunk
-        return bytes(out)
+        return read_pages(self.pages, addr, n, self.ram.read)
 
     def lduw(self, addr: int) -> int:
         return int.from_bytes(self.read(addr, 2), "little")

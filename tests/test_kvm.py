@@ -13,10 +13,7 @@ def rx_machine(accel: str):
     vm = qn.Machine.from_cmdline(f"-machine pc,accel={accel} {NET}", guest=None)
     vm.boot()
     d = SpecDriver(vm, vm.device("net-pci0").devfn)
-    rx = d.queues[0]
-    for _ in range(4):
-        d.add_chain(rx, [(d.alloc(1536), 1536, True)])
-    d.kick(rx)
+    d.add_rx_buffers(4)
     vm.run()
     return vm, d
 

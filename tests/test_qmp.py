@@ -172,17 +172,25 @@ def test_qmp_client_session_and_set_link(sockdir: Path) -> None:
     assert not path.exists()                               # vm.close() removed the socket
 
 
-def recv_lines(vm: qn.Machine, s: socket.socket, n: int, timeout: float = 10.0) -> list[Any]:
-    """Run the machine until ``n`` CRLF-terminated JSON lines arrived on ``s``."""
+def recv_until(vm: qn.Machine, s: socket.socket, done: Callable[[bytes], bool],
+               timeout: float = 10.0) -> bytes:
+    """Run the machine (it serves the non-blocking socket ``s``) until what arrived on ``s``
+    satisfies ``done``; return it."""
     buf = b""
     end = time.monotonic() + timeout
-    while buf.count(b"\r\n") < n:
+    while not done(buf):
         assert time.monotonic() < end, buf
         vm.run(timeout=0.02)
         try:
             buf += s.recv(65536)
         except BlockingIOError:
             pass
+    return buf
+
+
+def recv_lines(vm: qn.Machine, s: socket.socket, n: int, timeout: float = 10.0) -> list[Any]:
+    """Run the machine until ``n`` CRLF-terminated JSON lines arrived on ``s``."""
+    buf = recv_until(vm, s, lambda b: b.count(b"\r\n") >= n, timeout)
     lines = buf.split(b"\r\n")
     assert lines[-1] == b""
     return [json.loads(x) for x in lines[:-1]]
@@ -195,15 +203,7 @@ def test_qmp_raw_socket_errors_keep_the_session(sockdir: Path) -> None:
     s.connect(str(path))
     s.setblocking(False)
     try:
-        buf = b""
-        end = time.monotonic() + 10
-        while not buf.endswith(b"\r\n"):
-            assert time.monotonic() < end
-            vm.run(timeout=0.02)
-            try:
-                buf += s.recv(65536)
-            except BlockingIOError:
-                pass
+        buf = recv_until(vm, s, lambda b: b.endswith(b"\r\n"))
         assert buf == GREETING                       # byte for byte, CRLF as QEMU
         s.sendall(b'{"execute": "query-status", "id": 1}')
         assert recv_lines(vm, s, 1) == [{"error": {
@@ -268,15 +268,7 @@ def test_qmp_tcp_and_pretty(sockdir: Path) -> None:
         s = socket.socket(socket.AF_UNIX)
         s.connect(str(sockdir / "p.sock"))
         s.setblocking(False)
-        buf = b""
-        end = time.monotonic() + 10
-        while not buf.endswith(b"}\r\n"):
-            assert time.monotonic() < end
-            vm.run(timeout=0.02)
-            try:
-                buf += s.recv(65536)
-            except BlockingIOError:
-                pass
+        buf = recv_until(vm, s, lambda b: b.endswith(b"}\r\n"))
         assert buf.startswith(b'{\r\n    "QMP": {\r\n')
         s.close()
     finally:

@@ -32,10 +32,7 @@ def machine() -> tuple[qn.Machine, SpecDriver]:
     vm = qn.Machine.from_cmdline(LINE, guest=None)
     vm.boot()
     d = SpecDriver(vm, vm.device("n0").devfn)
-    rx = d.queues[0]
-    for _ in range(64):
-        d.add_chain(rx, [(d.alloc(2048), 2048, True)])
-    d.kick(rx)
+    d.add_rx_buffers(64, 2048)
     vm.run()
     return vm, d
 

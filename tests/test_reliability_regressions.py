@@ -30,15 +30,6 @@ def machine(line: str = "-netdev tap,id=hn0 -device virtio-net-pci,id=n0,netdev=
     return vm, SpecDriver(vm, vm.device("n0").devfn, **kw)
 
 
-def rx_buffers(d: SpecDriver, n: int, size: int = 1536) -> dict[int, int]:
-    bufs = {}
-    for _ in range(n):
-        b = d.alloc(size)
-        bufs[d.add_chain(d.queues[0], [(b, size, True)])] = b
-    d.kick(d.queues[0])
-    return bufs
-
-
 def accounted(nc) -> bool:
     q = nc.peer.incoming_queue if nc.peer is not None else None
     queued = sum(1 for p in q.packets if p.sender is nc) if q is not None else 0
@@ -74,7 +65,7 @@ def test_empty_frame_from_the_host_is_dropped_once_with_a_reason():
     """virtio_net_receive answered 0 for a 0-byte frame: it counted an "rx frame", the net
     layer queued the frame as "busy", and the next flush delivered it again."""
     vm, d = machine()
-    rx_buffers(d, 4)
+    d.add_rx_buffers(4)
     vm.run()
     tap = vm.netdev("hn0")
     assert qemu_send_packet_async(tap, b"", 0, None) < 0       # gone, not "queued"

@@ -114,11 +114,7 @@ def virtio_rx_recording(seq: int = 1):
                                  guest=None)
     vm.boot()
     d = SpecDriver(vm, vm.device("net-pci0").devfn)
-    rx = d.queues[0]
-    for _ in range(4):
-        b = d.alloc(1536)
-        d.add_chain(rx, [(b, 1536, True)])
-    d.kick(rx)
+    d.add_rx_buffers(4)
     vm.run()
     with vm.record() as rec:
         vm.host().send(echo(seq))

@@ -27,21 +27,13 @@ def machine(line: str = LINE, **kw) -> tuple[qn.Machine, SpecDriver]:
     return vm, SpecDriver(vm, dev.devfn, **kw)
 
 
-def add_rx_buffers(d: SpecDriver, n: int, size: int = 1536) -> list[int]:
-    bufs = [d.alloc(size) for _ in range(n)]
-    for b in bufs:
-        d.add_chain(d.queues[0], [(b, size, True)])
-    d.kick(d.queues[0])
-    return bufs
-
-
 def msi_data(vm: qn.Machine) -> list[int]:
     return [m.data for m in vm.apic.delivered]
 
 
 def test_rx_one_frame_into_the_guest_buffer():
     vm, d = machine()
-    bufs = add_rx_buffers(d, 8)
+    bufs = d.add_rx_buffers(8)
     vm.run()
     f = frame()
     vm.host().send(f)
@@ -59,7 +51,7 @@ def test_rx_one_frame_into_the_guest_buffer():
 
 def test_tx_chain_split_over_three_descriptors_reaches_the_host():
     vm, d = machine()
-    add_rx_buffers(d, 4)
+    d.add_rx_buffers(4)
     vm.run()
     f = frame(7)
     hdr = bytes(12)
@@ -117,7 +109,7 @@ def test_direct_chain_ending_in_an_indirect_descriptor_is_accepted():
 
 def test_msix_masked_vector_sets_pba_then_delivers_on_unmask():
     vm, d = machine()
-    add_rx_buffers(d, 4)
+    d.add_rx_buffers(4)
     vm.run()
     d.mask(1, True)
     vm.host().send(frame())
@@ -132,7 +124,7 @@ def test_msix_masked_vector_sets_pba_then_delivers_on_unmask():
 
 def test_function_mask_holds_every_vector():
     vm, d = machine()
-    add_rx_buffers(d, 4)
+    d.add_rx_buffers(4)
     vm.run()
     ctrl = vm.pci_config_read(d.devfn, d.msix_cap + 2, 2)
     vm.pci_config_write(d.devfn, d.msix_cap + 2, 2, ctrl | 0x4000)
@@ -145,7 +137,7 @@ def test_function_mask_holds_every_vector():
 
 def test_no_interrupt_flag_suppresses_without_event_idx():
     vm, d = machine(features={VERSION_1, MAC, MRG_RXBUF})
-    add_rx_buffers(d, 4)
+    d.add_rx_buffers(4)
     vm.run()
     d.set_avail_flags(d.queues[0], 1)            # VRING_AVAIL_F_NO_INTERRUPT
     vm.host().send(frame(1))
@@ -159,7 +151,7 @@ def test_no_interrupt_flag_suppresses_without_event_idx():
 
 def test_event_idx_interrupts_only_when_used_event_is_passed():
     vm, d = machine(features={VERSION_1, MAC, MRG_RXBUF, EVENT_IDX})
-    add_rx_buffers(d, 8)
+    d.add_rx_buffers(8)
     vm.run()
     rx = d.queues[0]
     vm.host().send(frame(1))
@@ -264,11 +256,7 @@ def test_malformed_chain_marks_the_device_broken(kind, mergeable):
 def test_back_pressure_frames_wait_and_arrive_in_order():
     vm, d = machine()
     rx = d.queues[0]
-    bufs = {}
-    for _ in range(2):
-        b = d.alloc(1536)
-        bufs[d.add_chain(rx, [(b, 1536, True)])] = b
-    d.kick(rx)
+    bufs = d.add_rx_buffers(2)
     vm.run()
     host = vm.host()
     frames = [frame(seq) for seq in range(1, 7)]
@@ -284,10 +272,7 @@ def test_back_pressure_frames_wait_and_arrive_in_order():
     assert tap.stats["tx"] == tap.stats["tx delivered"] + len(nic.incoming_queue) + \
         sum(v for k, v in tap.stats.items() if k.startswith("drop: "))
     got = [vm.memory.read_bytes(bufs[h] + 12, n - 12) for h, n in d.get_used(rx)]
-    for _ in range(4):                            # the guest refills and kicks
-        b = d.alloc(1536)
-        bufs[d.add_chain(rx, [(b, 1536, True)])] = b
-    d.kick(rx)
+    bufs.update(d.add_rx_buffers(4))              # the guest refills and kicks
     vm.run()
     got += [vm.memory.read_bytes(bufs[h] + 12, n - 12) for h, n in d.get_used(rx)]
     assert got == frames                          # none lost, in order
@@ -299,11 +284,7 @@ def test_back_pressure_frames_wait_and_arrive_in_order():
 def test_ring_indices_wrap_past_65536():
     vm, d = machine(queue_size=8)
     rx = d.queues[0]
-    bufs = {}
-    for _ in range(8):
-        b = d.alloc(256)
-        bufs[d.add_chain(rx, [(b, 256, True)])] = b
-    d.kick(rx)
+    bufs = d.add_rx_buffers(8, 256)
     vm.run()
     host = vm.host()
     total = 0

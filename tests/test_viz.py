@@ -56,17 +56,14 @@ def spec_rx():
     with vm.record() as rec:
         vm.host().send(echo(1))
         vm.run()                                    # no RX buffer yet: the packet waits
-        for _ in range(4):
-            d.add_chain(rx, [(d.alloc(1536), 1536, True)])
-        d.kick(rx)
+        d.add_rx_buffers(4)
         vm.run()                                    # buffers added: the queue is flushed
         for seq in range(2, 12):                    # 11 frames through 8 slots: wrap-around
             vm.host().send(echo(seq))
             vm.run()
             for head, _len in d.get_used(rx):
                 rx.free.append(head)
-            d.add_chain(rx, [(d.alloc(1536), 1536, True)])
-            d.kick(rx)
+            d.add_rx_buffers(1)
             vm.run()
     return vm, rec, d
 

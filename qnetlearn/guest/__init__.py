@@ -5,7 +5,8 @@ probe every PCI function, bind virtio-net (1af4:1000 transitional, 1af4:1041 mod
 e1000 (8086:100e), bring the interfaces up with 10.0.2.15/24 and static ARP entries, and
 answer pings. It reaches the machine only through its vCPU (``qnetlearn.accel.cpu``):
 loads and stores, PCI configuration cycles, and the interrupt vectors in ``cpu.idt``.
-This package never imports ``qnetlearn.hw``.
+This package never imports the emulated devices' package (``hw``; tests/test_architecture.py
+checks it).
 """
 from __future__ import annotations
 

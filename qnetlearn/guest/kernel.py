@@ -4,8 +4,9 @@ A guest driver needs what Linux gives it: DMA-able memory, PCI configuration acc
 BARs, MMIO accessors, interrupt vectors with their x86 flow handlers (edge for MSI/MSI-X,
 fasteoi for a level-triggered I/O APIC pin), NAPI, and net devices wired to an IP stack.
 Everything here goes through the vCPU (:class:`qnetlearn.accel.cpu.X86CPU`), the guest's
-only door to the hardware: the guest never imports ``qnetlearn.hw`` (DESIGN.md, "The one
-rule"), so whatever it does is what a real driver would do to real registers.
+only door to the hardware: the guest never imports the emulated devices' package, ``hw``
+(DESIGN.md, "The one rule"), so whatever it does is what a real driver would do to real
+registers.
 
 Both the virtio-net driver (``virtio_net.py``) and the e1000 driver (``e1000.py``) use this
 module; keep the public names stable.

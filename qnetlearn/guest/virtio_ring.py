@@ -147,13 +147,11 @@ class VringVirtqueue(Stateful):
             table = self._alloc_indirect(total)
             parts = []
             k = 0
-            for addr, length in out_sgs:
-                k += 1
-                parts.append(pack(addr, length, VRING_DESC_F_NEXT if k < total else 0, k))
-            for addr, length in in_sgs:
-                k += 1
-                parts.append(pack(addr, length, VRING_DESC_F_WRITE |
-                                  (VRING_DESC_F_NEXT if k < total else 0), k))
+            for sgs, write in ((out_sgs, 0), (in_sgs, VRING_DESC_F_WRITE)):
+                for addr, length in sgs:
+                    k += 1
+                    f = write | (VRING_DESC_F_NEXT if k < total else 0)
+                    parts.append(pack(addr, length, f, k))
             ram.write(table, b"".join(parts))
             nxt = self.desc_next[head]
             ram.write(self.desc + 16 * head, pack(table, 16 * total, VRING_DESC_F_INDIRECT, nxt))
@@ -175,30 +173,16 @@ class VringVirtqueue(Stateful):
             nexts = self.desc_next
             i = head
             k = 0
-            for addr, length in out_sgs:
-                k += 1
-                f = VRING_DESC_F_NEXT if k < total else 0
-                flags[i] = f
-                ram.write(desc + 16 * i, pack(addr, length, f, nexts[i]))
-                i = nexts[i]
-            for addr, length in in_sgs:
-                k += 1
-                f = VRING_DESC_F_WRITE | (VRING_DESC_F_NEXT if k < total else 0)
-                flags[i] = f
-                ram.write(desc + 16 * i, pack(addr, length, f, nexts[i]))
-                i = nexts[i]
+            for sgs, write in ((out_sgs, 0), (in_sgs, VRING_DESC_F_WRITE)):
+                for addr, length in sgs:
+                    k += 1
+                    f = write | (VRING_DESC_F_NEXT if k < total else 0)
+                    flags[i] = f
+                    ram.write(desc + 16 * i, pack(addr, length, f, nexts[i]))
+                    i = nexts[i]
             self.num_free -= total
             self.free_head = i
-        self.data[head] = data
-        # the ring entry, then (after the write barrier) the index that publishes it
-        shadow = self.avail_idx_shadow
-        ram.stw(self.avail_ring + 2 * (shadow & (self.num - 1)), head)
-        self.avail_idx_shadow = shadow = (shadow + 1) & 0xFFFF
-        ram.stw(self.avail_idx_addr, shadow)
-        self.num_added += 1
-        if self.num_added == 0xFFFF:
-            self.virtqueue_kick()              # Linux: "theoretically possible", kick
-        return 0
+        return self._publish(head, data)
 
     @tracepoint("drivers/virtio/virtio_ring.c")
     def virtqueue_add_inbuf(self, sg: SG, data: Any) -> int:
@@ -233,14 +217,20 @@ class VringVirtqueue(Stateful):
         ram.write(self.desc + 16 * head, _DESC.pack(addr, length, flags, nxt))
         self.num_free -= 1
         self.free_head = nxt
+        return self._publish(head, data)
+
+    def _publish(self, head: int, data: Any) -> int:
+        """The end of virtqueue_add_split, once the chain is written: keep the token, put
+        ``head`` in the next avail slot, then (after the write barrier) publish avail.idx."""
         self.data[head] = data
+        ram = self.ram
         shadow = self.avail_idx_shadow
         ram.stw(self.avail_ring + 2 * (shadow & (self.num - 1)), head)
         self.avail_idx_shadow = shadow = (shadow + 1) & 0xFFFF
         ram.stw(self.avail_idx_addr, shadow)
         self.num_added += 1
         if self.num_added == 0xFFFF:
-            self.virtqueue_kick()
+            self.virtqueue_kick()              # Linux: "theoretically possible", kick
         return 0
 
     # -- kicking the device -----------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from . import state as _state
 from .state import _STEP
@@ -227,7 +227,7 @@ class Recorder:
         while k < n and journal[k][0] <= base:        # state(i) applies entries with step <= i
             _step, obj, key, value = journal[k]
             if isinstance(key, int) and isinstance(value, (bytes, bytearray)):
-                _write_pages(pages, key, value)       # type: ignore[arg-type]
+                write_pages(pages, key, value)       # type: ignore[arg-type]
             else:
                 entry = images.get(id(obj))
                 if entry is None:
@@ -295,7 +295,7 @@ class Recorder:
         while pos < n and journal[pos][0] <= i:
             _step, obj, key, value = journal[pos]
             if isinstance(key, int) and isinstance(value, (bytes, bytearray)):
-                _write_pages(pages, key, value)          # a RAM write at address key
+                write_pages(pages, key, value)          # a RAM write at address key
             else:
                 objs.setdefault(id(obj), {})[key] = value
             pos += 1
@@ -348,7 +348,10 @@ def active() -> Recorder | None:
     return _ACTIVE[0]
 
 
-def _write_pages(pages: dict[int, bytearray], addr: int, data: bytes) -> None:
+def write_pages(pages: dict[int, bytearray], addr: int, data: bytes,
+                fresh: Callable[[int], bytes] | None = None) -> None:
+    """Write ``data`` at guest address ``addr`` into ``pages``, a sparse RAM image of 4 KiB
+    pages by page number; a page not in it yet starts as ``fresh(page number)``, else zeros."""
     off = 0
     n = len(data)
     while off < n:
@@ -356,11 +359,29 @@ def _write_pages(pages: dict[int, bytearray], addr: int, data: bytes) -> None:
         chunk = min(n - off, 4096 - po)
         buf = pages.get(page)
         if buf is None:
-            buf = pages[page] = bytearray(4096)
+            buf = pages[page] = bytearray(4096) if fresh is None else bytearray(fresh(page))
         elif type(buf) is bytes:                     # a start image page (Recorder._compact)
             buf = pages[page] = bytearray(buf)
         buf[po:po + chunk] = data[off:off + chunk]
         off += chunk
+
+
+def read_pages(pages: dict[int, bytearray], addr: int, n: int,
+               missing: Callable[[int, int], bytes] | None = None) -> bytes:
+    """``n`` bytes at guest address ``addr`` from a sparse page image (see write_pages); the
+    bytes of a page not in it are ``missing(address, length)``, else zeros."""
+    out = bytearray()
+    off = 0
+    while off < n:
+        page, po = divmod(addr + off, 4096)
+        chunk = min(n - off, 4096 - po)
+        buf = pages.get(page)
+        if buf is not None:
+            out += buf[po:po + chunk]
+        else:
+            out += bytes(chunk) if missing is None else missing(addr + off, chunk)
+        off += chunk
+    return bytes(out)
 
 
 class StateReader:
@@ -381,15 +402,7 @@ class StateReader:
         return {k: v for k, v in (d or {}).items() if v}
 
     def ram(self, addr: int, n: int) -> bytes:
-        out = bytearray()
-        off = 0
-        while off < n:
-            page, po = divmod(addr + off, 4096)
-            chunk = min(n - off, 4096 - po)
-            buf = self._pages.get(page)
-            out += buf[po:po + chunk] if buf is not None else bytes(chunk)
-            off += chunk
-        return bytes(out)
+        return read_pages(self._pages, addr, n)
 
     def u16(self, addr: int) -> int:
         return int.from_bytes(self.ram(addr, 2), "little")

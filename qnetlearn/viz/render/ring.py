@@ -182,10 +182,9 @@ def ring_svg(q: dict[str, Any], *, device: str = "", queue: int = 0,
     dx = 12
     dcols = [(0, "#", 4), (5, "addr", 11), (17, "len", 5), (23, "flags", 10), (34, "next", 4)]
     d_w = 38.5 * cw + 16
-    out.append(text(dx, y_tables + 0.9 * rh, "Descriptor table", fs * 1.05, weight="bold"))
-    out.append(text(dx, y_tables + 1.75 * rh, "driver writes, device reads", fs * 0.8, fill=MUTED))
-    out.append(_header_row(dx, y_tables + 2.2 * rh, rh, d_w, dcols, cw, fs))
-    d_slots = _slots(d_start, d_rows, num) if windowed else list(range(num))
+    out.append(_table_head(dx, y_tables, rh, d_w, dcols, cw, fs, "Descriptor table",
+                           "driver writes, device reads", SANS))
+    d_slots = _slots(d_start, d_rows, num)
     for r_i, d in enumerate(d_slots):
         y = y_rows + r_i * rh
         e = descs[d]
@@ -195,12 +194,11 @@ def ring_svg(q: dict[str, Any], *, device: str = "", queue: int = 0,
         elif waiting and _desc_pending(q, d, last_avail, waiting, num):
             fill = PENDING
         changed = pq is not None and pq["descriptors"][d] != e
-        out.append(f'<g class="qnv-desc"{attrs(data_desc=d, data_addr=e["addr"], data_len=e["len"], data_flags=e["flags"], data_next=e["next"])}>')
-        out.append(_row_box(dx, y, d_w, rh, fill, changed))
         cells = [str(d), hexaddr(e["addr"]), str(e["len"]), desc_flags_text(e["flags"]),
                  str(e["next"]) if e["flags"] & VRING_DESC_F_NEXT else "·"]
-        out.append(_cells(dx, y, rh, dcols, cells, cw, fs, weight_first=True))
-        out.append("</g>")
+        out.append(_row("qnv-desc", attrs(data_desc=d, data_addr=e["addr"], data_len=e["len"],
+                                          data_flags=e["flags"], data_next=e["next"]),
+                        dx, y, d_w, rh, fill, changed, dcols, cells, cw, fs))
         if windowed and r_i + 1 < len(d_slots) and d == num - 1:
             out.append(_wrap_mark(dx, y + rh, d_w, fs))
 
@@ -209,12 +207,11 @@ def ring_svg(q: dict[str, Any], *, device: str = "", queue: int = 0,
     ax = dx + d_w + 26
     acols = [(0, "slot", 4), (6, "head", 5)]
     a_w = 11.5 * cw + 16
-    out.append(text(ax, y_tables + 0.9 * rh, "Available ring", fs * 1.05, weight="bold"))
-    out.append(text(ax, y_tables + 1.75 * rh,
-                    f"flags {q.get('avail_flags', 0)} · idx {avail_idx} · used_event {q.get('used_event', 0)}",
-                    fs * 0.8, fill=MUTED, family=MONO))
-    out.append(_header_row(ax, y_tables + 2.2 * rh, rh, a_w, acols, cw, fs))
-    a_slots = _slots(a_start, a_rows, num) if windowed else list(range(num))
+    out.append(_table_head(
+        ax, y_tables, rh, a_w, acols, cw, fs, "Available ring",
+        f"flags {q.get('avail_flags', 0)} · idx {avail_idx} · used_event {q.get('used_event', 0)}",
+        MONO))
+    a_slots = _slots(a_start, a_rows, num)
     ring = q["avail_ring"]
     pring = pq["avail_ring"] if pq is not None else None
     inflight_lo = (last_avail - inuse) & 0xFFFF
@@ -226,16 +223,9 @@ def ring_svg(q: dict[str, Any], *, device: str = "", queue: int = 0,
         elif _in_range(s, last_avail, avail_idx, num):
             fill = PENDING
         changed = pring is not None and pring[s] != ring[s]
-        out.append(f'<g class="qnv-avail"{attrs(data_avail_slot=s, data_head=ring[s])}>')
-        out.append(_row_box(ax, y, a_w, rh, fill, changed))
-        out.append(_cells(ax, y, rh, acols, [str(s), str(ring[s])], cw, fs, weight_first=True))
-        out.append("</g>")
-        tags = []
-        if s == last_avail % num:
-            tags.append(("◀ device", "#00795A"))
-        if s == avail_idx % num:
-            tags.append(("◀ driver", "#B36B00"))
-        out.append(_tags(ax + a_w + 6, y, rh, tags, fs))
+        out.append(_row("qnv-avail", attrs(data_avail_slot=s, data_head=ring[s]),
+                        ax, y, a_w, rh, fill, changed, acols, [str(s), str(ring[s])], cw, fs))
+        out.append(_tags(ax + a_w + 6, y, rh, _next_tags(s, last_avail, avail_idx, num), fs))
         if windowed and r_i + 1 < len(a_slots) and s == num - 1:
             out.append(_wrap_mark(ax, y + rh, a_w, fs))
 
@@ -243,12 +233,11 @@ def ring_svg(q: dict[str, Any], *, device: str = "", queue: int = 0,
     ux = ax + a_w + tag_w + 14
     ucols = [(0, "slot", 4), (6, "id", 4), (12, "len", 5)]
     u_w = 17.5 * cw + 16
-    out.append(text(ux, y_tables + 0.9 * rh, "Used ring", fs * 1.05, weight="bold"))
-    out.append(text(ux, y_tables + 1.75 * rh,
-                    f"flags {q.get('used_flags', 0)} · idx {used_ram} · avail_event {q.get('avail_event', 0)}",
-                    fs * 0.8, fill=MUTED, family=MONO))
-    out.append(_header_row(ux, y_tables + 2.2 * rh, rh, u_w, ucols, cw, fs))
-    u_slots = _slots(u_start, u_rows, num) if windowed else list(range(num))
+    out.append(_table_head(
+        ux, y_tables, rh, u_w, ucols, cw, fs, "Used ring",
+        f"flags {q.get('used_flags', 0)} · idx {used_ram} · avail_event {q.get('avail_event', 0)}",
+        MONO))
+    u_slots = _slots(u_start, u_rows, num)
     used = q["used_ring"]
     pused = pq["used_ring"] if pq is not None else None
     for r_i, s in enumerate(u_slots):
@@ -261,17 +250,10 @@ def ring_svg(q: dict[str, Any], *, device: str = "", queue: int = 0,
         elif last_used is not None and _in_range(s, last_used, used_ram, num):
             fill = PENDING
         changed = pused is not None and pused[s] != e
-        out.append(f'<g class="qnv-used"{attrs(data_used_slot=s, data_id=e["id"], data_len=e["len"])}>')
-        out.append(_row_box(ux, y, u_w, rh, fill, changed))
-        out.append(_cells(ux, y, rh, ucols, [str(s), str(e["id"]), str(e["len"])], cw, fs,
-                          weight_first=True))
-        out.append("</g>")
-        tags = []
-        if s == used_dev % num:
-            tags.append(("◀ device", "#00795A"))
-        if last_used is not None and s == last_used % num:
-            tags.append(("◀ driver", "#B36B00"))
-        out.append(_tags(ux + u_w + 6, y, rh, tags, fs))
+        out.append(_row("qnv-used", attrs(data_used_slot=s, data_id=e["id"], data_len=e["len"]),
+                        ux, y, u_w, rh, fill, changed, ucols,
+                        [str(s), str(e["id"]), str(e["len"])], cw, fs))
+        out.append(_tags(ux + u_w + 6, y, rh, _next_tags(s, used_dev, last_used, num), fs))
         if windowed and r_i + 1 < len(u_slots) and s == num - 1:
             out.append(_wrap_mark(ux, y + rh, u_w, fs))
 
@@ -319,6 +301,24 @@ def _header_row(x: float, y: float, rh: float, w: float, cols: list[tuple[int, s
     return "".join(out)
 
 
+def _table_head(x: float, y: float, rh: float, w: float, cols: list[tuple[int, str, int]],
+                cw: float, fs: float, title: str, sub: str, sub_family: str) -> str:
+    """A virtqueue table's title, the line under it (who writes it, or its indices) and its
+    column header; the three tables stand side by side, so only ``x`` differs."""
+    return (text(x, y + 0.9 * rh, title, fs * 1.05, weight="bold")
+            + text(x, y + 1.75 * rh, sub, fs * 0.8, fill=MUTED, family=sub_family)
+            + _header_row(x, y + 2.2 * rh, rh, w, cols, cw, fs))
+
+
+def _row(cls: str, data: str, x: float, y: float, w: float, rh: float, fill: str,
+         changed: bool, cols: list[tuple[int, str, int]], values: list[str], cw: float,
+         fs: float) -> str:
+    """One table row as a group of class ``cls`` carrying its numbers (``data``, the
+    ``data-*`` attributes tests read back): its box, then its cells."""
+    return (f'<g class="{cls}"{data}>' + _row_box(x, y, w, rh, fill, changed)
+            + _cells(x, y, rh, cols, values, cw, fs, weight_first=True) + "</g>")
+
+
 def _row_box(x: float, y: float, w: float, rh: float, fill: str, changed: bool) -> str:
     if changed:
         return rect(x + 1, y + 1, w - 2, rh - 2, fill, OUTLINE, sw=2.5)
@@ -340,6 +340,18 @@ def _tags(x: float, y: float, rh: float, tags: list[tuple[str, str]], fs: float)
         out.append(text(x, y + rh * 0.7, label, fs * 0.85, fill=color, weight="bold"))
         x += len(label) * fs * 0.56 + 8
     return "".join(out)
+
+
+def _next_tags(s: int, device_next: int, driver_next: int | None,
+               num: int) -> list[tuple[str, str]]:
+    """The marks on slot ``s`` of the avail or used ring: the slot each side uses next
+    (``driver_next`` is None when no simulated guest recorded it)."""
+    tags = []
+    if s == device_next % num:
+        tags.append(("◀ device", "#00795A"))
+    if driver_next is not None and s == driver_next % num:
+        tags.append(("◀ driver", "#B36B00"))
+    return tags
 
 
 def _wrap_mark(x: float, y: float, w: float, fs: float) -> str:
@@ -486,7 +498,7 @@ def e1000_ring_svg(dev: dict[str, Any], *, device: str = "", queue: int = 0,
                 (30, "status", 9)]
     t_w = 42 * cw + 16
     out.append(_header_row(12, y_tab + 1.0 * rh, rh, t_w, cols, cw, fs))
-    slots = _slots(start, nrows, count) if windowed else list(range(count))
+    slots = _slots(start, nrows, count)
     pdescs = pring.get("descriptors") if pring else None
     for r_i, d in enumerate(slots):
         y = y_rows + r_i * rh
@@ -504,10 +516,7 @@ def e1000_ring_svg(dev: dict[str, Any], *, device: str = "", queue: int = 0,
                     "DD" if e.get("dd") else "0"]
             da = attrs(data_desc=d, data_addr=e["addr"], data_len=e["length"],
                        data_cmd=e.get("cmd", 0), data_dd=int(bool(e.get("dd"))))
-        out.append(f'<g class="qnv-desc"{da}>')
-        out.append(_row_box(12, y, t_w, rh, fill, changed))
-        out.append(_cells(12, y, rh, cols, vals, cw, fs, weight_first=True))
-        out.append("</g>")
+        out.append(_row("qnv-desc", da, 12, y, t_w, rh, fill, changed, cols, vals, cw, fs))
         tags = []
         if d == head:
             tags.append((f"◀ {hreg}: NIC next", "#00795A"))

@@ -498,6 +498,11 @@ def test_guest_ping_goes_out_and_times_the_reply() -> None:
 
 # -- part 2: the real machine and the golden recordings ---------------------------------------
 
+#: -device virtio-net-pci options and the golden recordings made with them
+GOLDEN_VARIANTS = [("", "virtio"), (",event_idx=off", "virtio-noeventidx"),
+                   (",mrg_rxbuf=off", "virtio-nomrg")]
+
+
 def _machine(extra: str = "") -> Any:
     qn = pytest.importorskip("qnetlearn")
     try:
@@ -529,7 +534,7 @@ def test_machine_boots_the_guest_and_pings_both_ways() -> None:
     assert g.interrupts == {"virtio0-config": 0, "virtio0-input.0": 5, "virtio0-output.0": 5}
 
 
-@pytest.mark.parametrize("extra,golden", [("", "virtio"), (",event_idx=off", "virtio-noeventidx")])
+@pytest.mark.parametrize("extra,golden", GOLDEN_VARIANTS)
 def test_one_ping_matches_the_golden_recording(extra: str, golden: str) -> None:
     vm = _machine(extra)
     with vm.record() as rec:
@@ -537,7 +542,7 @@ def test_one_ping_matches_the_golden_recording(extra: str, golden: str) -> None:
     assert rec.to_qemu_trace().splitlines() == _golden(f"{golden}-ping1.trace")
 
 
-@pytest.mark.parametrize("extra,golden", [("", "virtio"), (",event_idx=off", "virtio-noeventidx")])
+@pytest.mark.parametrize("extra,golden", GOLDEN_VARIANTS)
 def test_five_pings_match_the_golden_steady_state(extra: str, golden: str) -> None:
     vm = _machine(extra)
     vm.host().ping()

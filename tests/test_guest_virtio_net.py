@@ -194,8 +194,9 @@ def test_probe_follows_the_initialisation_sequence() -> None:
     assert isinstance(nic, VirtNet) and nic.name == "eth0" and guest.mac == GUEST_MAC
     # specs.md §3.2: reset, ACKNOWLEDGE, DRIVER, FEATURES_OK (read back), DRIVER_OK
     assert dev.status_writes == [0, 1, 3, 0xB, 0xF]
-    wanted = {F_CSUM, F_GUEST_CSUM, F_MAC, F_MRG, F_STATUS, F_INDIRECT, F_EVENT_IDX, F_VERSION_1}
-    assert dev.negotiated == sum(1 << b for b in wanted)       # no TSO, CTRL_VQ, RING_RESET
+    wanted = {F_CSUM, F_GUEST_CSUM, F_MAC, F_GUEST_TSO4, F_MRG, F_STATUS, F_INDIRECT,
+              F_EVENT_IDX, F_VERSION_1}
+    assert dev.negotiated == sum(1 << b for b in wanted)       # no CTRL_VQ, RING_RESET
     assert cpu.pci_config_read(0x18, 4, 2) & 0x6 == 0x6       # memory space, bus master
     # one MSI-X vector for config changes (entry 0) and one per queue (1 = rx, 2 = tx)
     assert dev.msix_config == 0
@@ -302,7 +303,7 @@ def test_bad_rx_buffers_are_counted_not_passed_up() -> None:
     cpu.interrupt(0x27)
     cpu.loop.run()
     assert nic.stats["rx dropped: short packet"] == 1
-    assert nic.stats["rx dropped: GSO not negotiated"] == 1
+    assert nic.stats["rx dropped: bad gso"] == nic.stats["rx_frame_errors"] == 1   # size 0
     assert nic.rx_packets == 0 and len(nic.rx_pool) == 2
 
 
@@ -350,13 +351,93 @@ def test_modern_interface_needs_version_1() -> None:
     assert guest.nics == [] and "VERSION_1" in guest.probe_errors[0][1]
 
 
-def test_without_mrg_rxbuf_buffers_are_small_and_header_12_bytes() -> None:
-    cpu, dev, guest = boot(features=QEMU_FEATURES & ~(1 << F_MRG))
+def test_without_mrg_rxbuf_or_gso_buffers_are_small_and_header_12_bytes() -> None:
+    cpu, dev, guest = boot(features=QEMU_FEATURES & ~(1 << F_MRG | 1 << F_GUEST_TSO4))
     nic = guest.nics[0]
-    assert nic.hdr_len == 12 and not nic.mergeable
+    assert nic.hdr_len == 12 and not nic.mergeable and not nic.big_packets
     head, ((addr, length, flags),) = dev.ring(0).pop()
     assert (length, flags) == (12 + 1518, VRING_DESC_F_WRITE)
     assert mergeable_buf_len(12) == 1536
+
+
+@pytest.mark.parametrize("indirect", [True, False])
+def test_big_packets_post_19_entry_chains(indirect: bool) -> None:
+    """GUEST_TSO4 without MRG_RXBUF: Linux add_recvbuf_big's chain of MAX_SKB_FRAGS + 2
+    writable entries, the 12-byte header, the rest of its page after the 32-byte
+    padded_vnet_hdr, then 17 pages; with INDIRECT_DESC one ring descriptor per chain, so
+    all 256 fit, else 19 each (13 chains)."""
+    features = QEMU_FEATURES & ~(1 << F_MRG | (0 if indirect else 1 << F_INDIRECT))
+    cpu, dev, guest = boot(features=features)
+    nic = guest.nics[0]
+    assert nic.big_packets and not nic.mergeable and nic.hdr_len == 12
+    rx = dev.ring(0)
+    chains = []
+    while (got := rx.pop()) is not None:
+        chains.append(got[1])
+    assert len(chains) == (256 if indirect else 256 // 19)
+    for chain in chains:
+        assert [n for _a, n, _f in chain] == [12, 4096 - 32] + [4096] * 17
+        assert all(f & VRING_DESC_F_WRITE for _a, _n, f in chain)
+        first = chain[0][0]
+        assert first % 4096 == 0 and chain[1][0] == first + 32
+        assert all(a % 4096 == 0 for a, _n, _f in chain[2:])
+    pages = {a >> 12 for chain in chains for a, _n, _f in chain}
+    assert len(pages) == 18 * len(chains)                # no page in two buffers
+
+
+def deliver_big(cpu: FakeCPU, rx: SpecDevice, hdr: bytes, frame: bytes) -> None:
+    """Write ``hdr`` + ``frame`` as a device does, across the entries of one chain."""
+    head, chain = rx.pop()
+    data = hdr + frame
+    done = 0
+    for addr, length, _f in chain:
+        part = data[done:done + length]
+        cpu.ram.write(addr, part)
+        done += len(part)
+    assert done == len(data)
+    rx.push(head, len(data))
+
+
+def udp_partial(payload: bytes) -> bytes:
+    """A UDP frame whose checksum field holds only the pseudo-header sum (CHECKSUM_PARTIAL,
+    what a NEEDS_CSUM header describes)."""
+    f = bytearray(build_udp(HOST_MAC, GUEST_MAC, HOST_IP, GUEST_IP, 5000, 9000, payload))
+    pseudo = f[26:34] + struct.pack("!HH", 17, len(f) - 34)
+    f[40:42] = (~internet_checksum(pseudo) & 0xFFFF).to_bytes(2, "big")
+    return bytes(f)
+
+
+def test_big_packets_receive_a_jumbo_and_a_gso_frame_intact() -> None:
+    cpu, dev, guest = boot(features=QEMU_FEATURES & ~(1 << F_MRG))
+    nic, rx = guest.nics[0], dev.ring(0)
+    jumbo = bytes(range(251)) * 36                                    # 9036 bytes: 3 pages
+    deliver_big(cpu, rx, bytes(12), build_udp(HOST_MAC, GUEST_MAC, HOST_IP, GUEST_IP,
+                                                5000, 9000, jumbo))
+    big = bytes(range(256)) * 160                                     # a 40 KiB UFO datagram
+    # NEEDS_CSUM from byte 34 (UDP), checksum at +6; GSO UDP, segments of 1472
+    hdr = struct.pack("<BBHHHHH", 1, 3, 42, 1472, 34, 6, 0)
+    deliver_big(cpu, rx, hdr, udp_partial(big))
+    cpu.interrupt(0x27)
+    cpu.loop.run()
+    assert guest.stack.udp_received == [(HOST_IP, 5000, 9000, jumbo),
+                                        (HOST_IP, 5000, 9000, big)]
+    assert nic.rx_packets == 2 and not nic.stats["rx_frame_errors"]
+    assert len(nic.rx_pages) == 2 * 18                  # both chains' pages back in the pool
+
+
+def test_big_packets_drop_what_cannot_be_right() -> None:
+    cpu, dev, guest = boot(features=QEMU_FEATURES & ~(1 << F_MRG))
+    nic, rx = guest.nics[0], dev.ring(0)
+    udp = build_udp(HOST_MAC, GUEST_MAC, HOST_IP, GUEST_IP, 5000, 9000, b"x" * 100)
+    deliver_big(cpu, rx, struct.pack("<BBHHHHH", 0, 2, 0, 1000, 0, 0, 0), udp)   # type 2
+    deliver_big(cpu, rx, struct.pack("<BBHHHHH", 1, 0, 0, 0, 34, 200, 0), udp)   # csum past end
+    head, chain = rx.pop()
+    rx.push(head, 12 + 4064 + 17 * 4096)                # all of it: more than the frags hold
+    cpu.interrupt(0x27)
+    cpu.loop.run()
+    assert nic.stats["rx dropped: bad gso"] == nic.stats["rx_frame_errors"] == 2
+    assert nic.stats["rx dropped: too much data"] == 1
+    assert nic.rx_packets == 0 and guest.stack.udp_received == []
 
 
 def test_small_msix_table_shares_one_vector_for_the_queues() -> None:
@@ -417,6 +498,11 @@ def test_guest_ping_goes_out_and_times_the_reply() -> None:
 
 # -- part 2: the real machine and the golden recordings ---------------------------------------
 
+#: -device virtio-net-pci options and the golden recordings made with them
+GOLDEN_VARIANTS = [("", "virtio"), (",event_idx=off", "virtio-noeventidx"),
+                   (",mrg_rxbuf=off", "virtio-nomrg")]
+
+
 def _machine(extra: str = "") -> Any:
     qn = pytest.importorskip("qnetlearn")
     try:
@@ -448,7 +534,7 @@ def test_machine_boots_the_guest_and_pings_both_ways() -> None:
     assert g.interrupts == {"virtio0-config": 0, "virtio0-input.0": 5, "virtio0-output.0": 5}
 
 
-@pytest.mark.parametrize("extra,golden", [("", "virtio"), (",event_idx=off", "virtio-noeventidx")])
+@pytest.mark.parametrize("extra,golden", GOLDEN_VARIANTS)
 def test_one_ping_matches_the_golden_recording(extra: str, golden: str) -> None:
     vm = _machine(extra)
     with vm.record() as rec:
@@ -456,7 +542,7 @@ def test_one_ping_matches_the_golden_recording(extra: str, golden: str) -> None:
     assert rec.to_qemu_trace().splitlines() == _golden(f"{golden}-ping1.trace")
 
 
-@pytest.mark.parametrize("extra,golden", [("", "virtio"), (",event_idx=off", "virtio-noeventidx")])
+@pytest.mark.parametrize("extra,golden", GOLDEN_VARIANTS)
 def test_five_pings_match_the_golden_steady_state(extra: str, golden: str) -> None:
     vm = _machine(extra)
     vm.host().ping()

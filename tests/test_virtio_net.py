@@ -13,6 +13,9 @@ from spec_driver import EVENT_IDX, F_INDIRECT, F_NEXT, F_WRITE, MAC, MRG_RXBUF, 
 LINE = "-netdev tap,id=hn0 -device virtio-net-pci,id=net-pci0,netdev=hn0"
 GUEST_MAC = "52:54:00:12:34:56"
 INDIRECT_DESC_BIT = 28
+GUEST_CSUM, GUEST_TSO4, GUEST_TSO6, GUEST_ECN, GUEST_UFO = 1, 7, 8, 9, 10
+#: the receive offloads a Linux guest takes (GUEST_TSO4/6 make it post "big packets")
+GUEST_OFFLOADS = {GUEST_CSUM, GUEST_TSO4, GUEST_TSO6, GUEST_ECN, GUEST_UFO}
 
 
 def frame(seq: int = 1) -> bytes:
@@ -228,10 +231,12 @@ KINDS = ["index out of range", "loop", "next out of range", "buffer outside RAM"
 WAIT_WHEN_MERGEABLE = {"read-only buffer", "zero length", "readable after writable"}
 
 
+@pytest.mark.parametrize("offloads", [False, True])
 @pytest.mark.parametrize("mergeable", [False, True])
 @pytest.mark.parametrize("kind", KINDS)
-def test_malformed_chain_marks_the_device_broken(kind, mergeable):
+def test_malformed_chain_marks_the_device_broken(kind, mergeable, offloads):
     features = {VERSION_1, MAC, EVENT_IDX, INDIRECT_DESC_BIT} | ({MRG_RXBUF} if mergeable else set())
+    features |= GUEST_OFFLOADS if offloads else set()
     vm, d = machine(features=features)
     bad_chain(d, kind)
     vm.host().send(frame())
@@ -321,3 +326,56 @@ def test_a_recording_shows_the_broken_reason_only_from_the_step_that_broke_it():
     broken = next(i for i in range(err, len(rec)) if dev(i)["broken"])
     assert "loop" in dev(broken)["broken_reason"].lower()
     assert (dev(len(rec) - 1)["broken"], dev(len(rec) - 1)["broken_reason"]) == (False, "")
+
+
+# -- receive offloads: the TAP's TUNSETOFFLOAD follows the driver's GUEST_ features ---------
+
+def test_offered_offloads_are_qemu_72_defaults_and_reach_the_tap():
+    vm, d = machine(features={VERSION_1, MAC} | GUEST_OFFLOADS)
+    offered = d.device_features()
+    # CSUM GUEST_CSUM GSO GUEST_TSO4/TSO6/ECN/UFO HOST_TSO4/TSO6/ECN/UFO (bits 0-1, 6-14)
+    assert offered & 0x7FC3 == 0x7FC3
+    assert vm.host().dev.offload == 0x1F               # TUN_F_CSUM | TSO4 | TSO6 | TSO_ECN | UFO
+    vm2, _d2 = machine(LINE + ",guest_csum=off", features={VERSION_1, MAC} | GUEST_OFFLOADS)
+    assert vm2.host().dev.offload == 0   # segmentation offloads need the checksum one
+    with pytest.raises(ValueError, match="TUNSETOFFLOAD"):
+        vm2.host().dev.host_write(frame(), struct.pack("<BBHHHH", 0, 1, 54, 1448, 0, 0))
+
+
+@pytest.mark.parametrize("gso_type,gso_size", [(1, 1448), (3, 1472)])      # TCPv4, UDP
+def test_gso_frame_from_the_tap_fills_a_big_packets_chain(gso_type, gso_size):
+    """A 30000-byte super-frame with its virtio_net_hdr passes the device unchanged into
+    a 19-entry chain (header alone, then the rest of a page, then pages), as Linux's
+    add_recvbuf_big posts it; used len = 12 + frame."""
+    vm, d = machine(features={VERSION_1, MAC, EVENT_IDX, INDIRECT_DESC_BIT} | GUEST_OFFLOADS)
+    pages = [d.alloc(4096, 4096) for _ in range(18)]
+    sg = [(pages[0], 12, True), (pages[0] + 32, 4096 - 32, True)]
+    sg += [(p, 4096, True) for p in pages[1:]]
+    d.add_chain(d.queues[0], sg)
+    d.kick(d.queues[0])
+    vm.run()
+    f = frame() + bytes(range(256)) * 117           # one frame, 30050 bytes
+    hdr = struct.pack("<BBHHHH", 1, gso_type, 42, gso_size, 34, 6)
+    vm.host().dev.host_write(f, hdr)
+    vm.run()
+    (head, length), = d.get_used(d.queues[0])
+    assert length == 12 + len(f)
+    got = vm.memory.read_bytes(pages[0], 12)
+    assert got[:10] == hdr                        # the backend's header, passed through
+    data = vm.memory.read_bytes(pages[0] + 32, 4064)
+    for p in pages[1:]:
+        data += vm.memory.read_bytes(p, 4096)
+    assert data[:len(f)] == f
+    assert not vm.device("net-pci0").broken
+
+
+def test_gso_frame_larger_than_a_small_buffer_is_dropped_and_counted():
+    vm, d = machine(features={VERSION_1, MAC} | GUEST_OFFLOADS)
+    d.add_rx_buffers(4)
+    vm.run()
+    f = frame() + bytes(5000)
+    vm.host().dev.host_write(f, struct.pack("<BBHHHH", 0, 1, 54, 1448, 0, 0))
+    vm.run()
+    dev = vm.device("net-pci0")
+    assert d.get_used(d.queues[0]) == [] and not dev.broken
+    assert dev.vdev.stats["drop: frame larger than the guest buffer"] == 1

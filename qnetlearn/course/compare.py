@@ -37,9 +37,9 @@ CAUSES: tuple[tuple[str, str, str], ...] = (
      "data, and unmasks it (only once per vector)"),
     ("both", r"e1000-mmio\[0x000c4 ITR\]", "the e1000 driver's adaptive interrupt "
      "throttling writes ITR on the first interrupts, not in the steady state"),
-    ("both", r"in_num (1\d|[2-9]\d)\b", "'big packets' RX buffers: a Linux guest that "
-     "negotiated GUEST_TSO4/6 without mergeable buffers posts 19-descriptor chains; the "
-     "simulated guest asks for no offloads and posts single buffers"),
+    ("both", r"in_num (1\d|[2-9]\d)\b", "'big packets' RX buffers: a guest that "
+     "negotiated GUEST_TSO4/6 without mergeable buffers posts 19-buffer chains; the two "
+     "runs differ in mrg_rxbuf or in the guest_tso*/guest_ecn/guest_ufo offloads"),
     ("both", r"virtio_queue_notify .* n 0\b", "an RX refill kick"),
 )
 

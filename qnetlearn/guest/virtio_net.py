@@ -3,16 +3,21 @@
 What it does, in the order a packet meets it:
 
 * **Probe** (virtnet_probe): negotiate features (VERSION_1, MAC, STATUS, MRG_RXBUF,
-  EVENT_IDX, INDIRECT_DESC, CSUM, GUEST_CSUM: whatever the device offers of these), read the
-  MAC from device configuration, create receiveq 0 and transmitq 0 with one MSI-X vector
-  each plus one for configuration changes, DRIVER_OK, register ``eth0``.
-* **Open** (virtnet_open): fill the whole RX ring with device-writable buffers (mergeable:
-  one 1536-byte buffer per descriptor, as the golden recording shows) and kick once.
+  EVENT_IDX, INDIRECT_DESC, CSUM, GUEST_CSUM, the GUEST_ and HOST_ TSO4/TSO6/ECN/UFO
+  offloads: whatever the device offers of these), read the MAC from device configuration,
+  create receiveq 0 and transmitq 0 with one MSI-X vector each plus one for configuration
+  changes, DRIVER_OK, register ``eth0``.
+* **Open** (virtnet_open): fill the whole RX ring with device-writable buffers and kick
+  once.  Mergeable: one 1536-byte buffer per descriptor, as the golden recording shows.
+  Without MRG_RXBUF but with a GUEST_ offload ("big packets", as the mrg_rxbuf=off
+  recording): a 19-entry chain of page buffers per packet, one ring descriptor each when
+  INDIRECT_DESC lets the chain live in an indirect table.  Otherwise one 1530-byte buffer.
 * **RX**: the RX interrupt runs ``skb_recv_done``, which turns RX interrupts off and
   schedules NAPI; ``virtnet_poll`` takes up to 64 used buffers, strips the
-  ``virtio_net_hdr`` (12 bytes with VERSION_1 or MRG_RXBUF, else 10) and passes each frame
-  up, refills only once more than half of min(budget, ring) buffers are gone (so a ping
-  costs no RX kick), then re-enables interrupts and checks for a race.
+  ``virtio_net_hdr`` (12 bytes with VERSION_1 or MRG_RXBUF, else 10), checks its offload
+  fields and passes each frame up, refills only once more than half of min(budget, ring)
+  buffers are gone (so a ping costs no RX kick), then re-enables interrupts and checks for
+  a race.
 * **TX** (start_xmit): header and frame in one device-readable descriptor, kick if
   the device asked for it; completions come back by the TX interrupt and TX NAPI
   (``skb_xmit_done`` -> ``virtnet_poll_tx`` -> ``free_old_xmit_skbs``), so each echo
@@ -31,27 +36,37 @@ from .virtio_pci_modern import VirtioPCIDevice
 from ..standard_headers.virtio_config import VIRTIO_CONFIG_S_ACKNOWLEDGE, VIRTIO_CONFIG_S_DRIVER, VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_CONFIG_S_FAILED, VIRTIO_F_VERSION_1
 from .virtio_ring import VringVirtqueue
 from ..standard_headers.virtio_net import (
-    VIRTIO_NET_F_CSUM, VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_MAC, VIRTIO_NET_F_MRG_RXBUF,
-    VIRTIO_NET_F_STATUS, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_NONE,
+    VIRTIO_NET_F_CSUM, VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_GUEST_ECN,
+    VIRTIO_NET_F_GUEST_TSO4, VIRTIO_NET_F_GUEST_TSO6, VIRTIO_NET_F_GUEST_UFO,
+    VIRTIO_NET_F_HOST_ECN, VIRTIO_NET_F_HOST_TSO4, VIRTIO_NET_F_HOST_TSO6,
+    VIRTIO_NET_F_HOST_UFO, VIRTIO_NET_F_MAC, VIRTIO_NET_F_MRG_RXBUF, VIRTIO_NET_F_STATUS,
+    VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_ECN, VIRTIO_NET_HDR_GSO_NONE,
+    VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6, VIRTIO_NET_HDR_GSO_UDP,
     VIRTIO_NET_S_LINK_UP)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .kernel import GuestKernel
 
 VIRTIO_ID_NET = 1
-# feature bits (specs.md §4.2)
-VIRTIO_NET_F_GUEST_TSO4 = 7
-VIRTIO_NET_F_CTRL_VQ = 17
-#: what this driver asks for (the ring features come from the transport)
+#: the GUEST_ offloads that may bring frames longer than the MTU (virtnet_check_guest_gso)
+GUEST_GSO_FEATURES = (1 << VIRTIO_NET_F_GUEST_TSO4 | 1 << VIRTIO_NET_F_GUEST_TSO6 |
+                      1 << VIRTIO_NET_F_GUEST_ECN | 1 << VIRTIO_NET_F_GUEST_UFO)
+#: what this driver asks for, Linux's VIRTNET_FEATURES less what it does not model (the
+#: ring features come from the transport)
 DRIVER_FEATURES = (1 << VIRTIO_NET_F_CSUM | 1 << VIRTIO_NET_F_GUEST_CSUM |
-                   1 << VIRTIO_NET_F_MAC | 1 << VIRTIO_NET_F_MRG_RXBUF |
-                   1 << VIRTIO_NET_F_STATUS)
+                   1 << VIRTIO_NET_F_MAC | GUEST_GSO_FEATURES |
+                   1 << VIRTIO_NET_F_HOST_TSO4 | 1 << VIRTIO_NET_F_HOST_TSO6 |
+                   1 << VIRTIO_NET_F_HOST_ECN | 1 << VIRTIO_NET_F_HOST_UFO |
+                   1 << VIRTIO_NET_F_MRG_RXBUF | 1 << VIRTIO_NET_F_STATUS)
 # device configuration (specs.md §4.3)
 CONFIG_MAC = 0
 CONFIG_STATUS = 6
-# struct virtio_net_hdr (specs.md §4.4)
-VIRTIO_NET_HDR_F_DATA_VALID = 2
-_HDR = struct.Struct("<BBHHHHH")
+# struct virtio_net_hdr (specs.md §4.4): flags, gso_type, hdr_len, gso_size, csum_start,
+# csum_offset
+_HDR = struct.Struct("<BBHHHH")
+#: transport header a GSO type implies (virtio_net_hdr_to_skb's thlen: tcphdr, udphdr)
+_GSO_THLEN = {VIRTIO_NET_HDR_GSO_TCPV4: 20, VIRTIO_NET_HDR_GSO_TCPV6: 20,
+              VIRTIO_NET_HDR_GSO_UDP: 8}
 
 ETH_HLEN = 14
 VLAN_HLEN = 4
@@ -59,6 +74,12 @@ ETH_DATA_LEN = 1500
 GOOD_PACKET_LEN = ETH_HLEN + VLAN_HLEN + ETH_DATA_LEN      # 1518
 L1_CACHE_BYTES = 64
 MAX_SKB_FRAGS = 17
+PAGE_SIZE = 4096
+#: sizeof(struct padded_vnet_hdr) in Linux 6.1 (virtio_net_hdr_v1_hash, 20 bytes, + 12 of
+#: padding): a big packet's data starts this far into its first page
+PADDED_VNET_HDR_LEN = 32
+#: page_to_skb copies up to this much into the skb's head, the rest stays in page frags
+GOOD_COPY_LEN = 128
 REFILL_RETRY_NS = 500_000_000                               # refill_work again after HZ/2
 
 
@@ -81,6 +102,11 @@ class VirtNet(NetDevice):
         self.mac = b""
         self.hdr_len = 10
         self.mergeable = False
+        self.big_packets = False
+        self.big_packets_num_skbfrags = 0
+        # big-packet buffers: GSO frames may come and the device cannot merge buffers
+        # (try_fill_recv and receive_buf ask mergeable first, then big_packets)
+        self.rx_big = False
         self.rx_buf_len = 0
         self.rvq: VringVirtqueue | None = None
         self.svq: VringVirtqueue | None = None
@@ -90,6 +116,7 @@ class VirtNet(NetDevice):
         self.opened = False
         self.tx_backlog: deque[bytes] = deque()
         self.rx_pool: list[int] = []         # free RX buffer addresses
+        self.rx_pages: list[int] = []        # free big-packet pages (Linux rq->pages)
         self.tx_pool: list[int] = []         # free TX buffer addresses
         self.tx_slot = 0                     # bytes per TX buffer
         self.tx_hdr = b""
@@ -115,8 +142,13 @@ class VirtNet(NetDevice):
             vdev.negotiate(DRIVER_FEATURES)
             has = vdev.has_feature
             self.mergeable = has(VIRTIO_NET_F_MRG_RXBUF)
+            if vdev.features & GUEST_GSO_FEATURES:
+                # virtnet_set_big_packets: any GSO frame may come, so room for the largest
+                self.big_packets = True
+                self.big_packets_num_skbfrags = MAX_SKB_FRAGS
+            self.rx_big = self.big_packets and not self.mergeable
             self.hdr_len = 12 if self.mergeable or has(VIRTIO_F_VERSION_1) else 10
-            self.tx_hdr = bytes(self.hdr_len)         # no offloads asked: all zero
+            self.tx_hdr = bytes(self.hdr_len)         # the stack offloads nothing: all zero
             if has(VIRTIO_NET_F_MAC):
                 self.mac = vdev.cread_bytes(CONFIG_MAC, 6)
             else:
@@ -143,11 +175,13 @@ class VirtNet(NetDevice):
                  f"MAC {mac_str(self.mac)}")
 
     def _alloc_buffers(self) -> None:
-        """RX and TX buffers, one per ring slot, recycled (Linux allocates page frags)."""
+        """RX and TX buffers, one per ring slot, recycled (Linux allocates page frags).
+        Big-packet pages come one chain at a time from :meth:`get_a_page`."""
         k = self.kernel
-        slot = (self.rx_buf_len + L1_CACHE_BYTES - 1) & ~(L1_CACHE_BYTES - 1)
-        base = k.dma_alloc(slot * self.rvq.num, L1_CACHE_BYTES)
-        self.rx_pool = [base + slot * i for i in range(self.rvq.num - 1, -1, -1)]
+        if not self.rx_big:
+            slot = (self.rx_buf_len + L1_CACHE_BYTES - 1) & ~(L1_CACHE_BYTES - 1)
+            base = k.dma_alloc(slot * self.rvq.num, L1_CACHE_BYTES)
+            self.rx_pool = [base + slot * i for i in range(self.rvq.num - 1, -1, -1)]
         self.tx_slot = tslot = mergeable_buf_len(self.hdr_len)
         base = k.dma_alloc(tslot * self.svq.num, L1_CACHE_BYTES)
         self.tx_pool = [base + tslot * i for i in range(self.svq.num - 1, -1, -1)]
@@ -165,6 +199,41 @@ class VirtNet(NetDevice):
         self.virtqueue_napi_schedule(self.tx_napi, self.svq)
 
     # -- RX ---------------------------------------------------------------------------------------
+    def get_a_page(self) -> int:
+        """A free page for a big-packet chain (Linux get_a_page: rq->pages, else a new
+        page); raises MemoryError when guest RAM is exhausted."""
+        pages = self.rx_pages
+        if not pages:
+            n = self.big_packets_num_skbfrags + 1             # the pages of one chain
+            base = self.kernel.dma_alloc(n * PAGE_SIZE, PAGE_SIZE)
+            pages.extend(range(base + (n - 1) * PAGE_SIZE, base - 1, -PAGE_SIZE))
+        return pages.pop()
+
+    def give_pages(self, pages: tuple[int, ...]) -> None:
+        """A chain's pages back to the pool (Linux give_pages)."""
+        self.rx_pages.extend(reversed(pages))
+
+    def add_recvbuf_big(self) -> int:
+        """One big-packet RX buffer (Linux add_recvbuf_big): ``big_packets_num_skbfrags``
+        + 2 device-writable entries, the header alone, the rest of its page from
+        PADDED_VNET_HDR_LEN on, then whole pages.  The token is the chain of pages."""
+        taken: list[int] = []
+        try:
+            for _ in range(self.big_packets_num_skbfrags + 1):
+                taken.append(self.get_a_page())
+        except MemoryError:
+            self.give_pages(tuple(taken))
+            return -12                                        # -ENOMEM
+        pages = tuple(taken)
+        first = pages[0]
+        sg = [(first, self.hdr_len), (first + PADDED_VNET_HDR_LEN,
+                                      PAGE_SIZE - PADDED_VNET_HDR_LEN)]
+        sg += [(page, PAGE_SIZE) for page in pages[1:]]
+        err = self.rvq.virtqueue_add_inbuf(sg, pages)
+        if err:
+            self.give_pages(pages)
+        return err
+
     def add_recvbuf(self) -> int:
         """One RX buffer (add_recvbuf_mergeable / add_recvbuf_small): a single
         device-writable descriptor of ``rx_buf_len`` bytes."""
@@ -187,8 +256,9 @@ class VirtNet(NetDevice):
         False when memory ran out (the caller schedules refill_work)."""
         rvq = self.rvq
         oom = False
+        add = self.add_recvbuf_big if self.rx_big else self.add_recvbuf
         while rvq.num_free:
-            err = self.add_recvbuf()
+            err = add()
             if err:
                 oom = err == -12
                 break
@@ -250,54 +320,86 @@ class VirtNet(NetDevice):
         return received
 
     @tracepoint("drivers/net/virtio_net.c", show=("len",))
-    def receive_buf(self, buf: int, len: int) -> None:
-        """One received packet: check, strip the header, gather mergeable buffers, pass
-        the frame up (receive_buf -> receive_mergeable / receive_small)."""
+    def receive_buf(self, buf: Any, len: int) -> None:
+        """One received packet: check, strip the header, gather mergeable buffers or a
+        big packet's pages, check the offload fields, pass the frame up (receive_buf ->
+        receive_mergeable / receive_big / receive_small)."""
         stats = self.stats
         hdr_len = self.hdr_len
-        if len < hdr_len + ETH_HLEN or len > self.rx_buf_len:
-            stats["rx_length_errors"] += 1
-            stats["rx dropped: short packet" if len < hdr_len + ETH_HLEN
-                  else "rx dropped: len exceeds buffer"] += 1
-            self.rx_pool.append(buf)
-            if self.mergeable and len >= 12:
-                self._drop_rest(buf)
-            return
-        data = self.ram.read(buf, len)
-        self.rx_pool.append(buf)
-        if self.mergeable:
-            num_buf = data[10] | data[11] << 8
-            if num_buf > 1:
-                parts = [data]
-                rvq = self.rvq
-                for i in range(1, num_buf):
-                    got = rvq.virtqueue_get_buf()
-                    if got is None:
-                        stats["rx_length_errors"] += 1
-                        stats["rx dropped: buffers missing"] += 1
-                        self.kernel.printk(f"{self.name}: rx error: {num_buf - i} buffers "
-                                           f"out of {num_buf} missing")
-                        return
-                    b, n = got
-                    self.rx_pool.append(b)
-                    if n > self.rx_buf_len:
-                        stats["rx dropped: len exceeds buffer"] += 1
-                        return
-                    parts.append(self.ram.read(b, n))
-                data = b"".join(parts)
-        flags = data[0]
-        if data[1] != VIRTIO_NET_HDR_GSO_NONE:
-            stats["rx dropped: GSO not negotiated"] += 1
-            return
-        frame = data[hdr_len:]
-        if flags & VIRTIO_NET_HDR_F_NEEDS_CSUM:
-            frame = self._complete_csum(data)
-            if frame is None:
-                stats["rx dropped: bad csum_start/csum_offset"] += 1
+        if self.rx_big:
+            data = self.receive_big(buf, len)
+            if data is None:
                 return
+        else:
+            if len < hdr_len + ETH_HLEN or len > self.rx_buf_len:
+                stats["rx_length_errors"] += 1
+                stats["rx dropped: short packet" if len < hdr_len + ETH_HLEN
+                      else "rx dropped: len exceeds buffer"] += 1
+                self.rx_pool.append(buf)
+                if self.mergeable and len >= 12:
+                    self._drop_rest(buf)
+                return
+            data = self.ram.read(buf, len)
+            self.rx_pool.append(buf)
+            if self.mergeable:
+                num_buf = data[10] | data[11] << 8
+                if num_buf > 1:
+                    parts = [data]
+                    rvq = self.rvq
+                    for i in range(1, num_buf):
+                        got = rvq.virtqueue_get_buf()
+                        if got is None:
+                            stats["rx_length_errors"] += 1
+                            stats["rx dropped: buffers missing"] += 1
+                            self.kernel.printk(f"{self.name}: rx error: {num_buf - i} "
+                                               f"buffers out of {num_buf} missing")
+                            return
+                        b, n = got
+                        self.rx_pool.append(b)
+                        if n > self.rx_buf_len:
+                            stats["rx dropped: len exceeds buffer"] += 1
+                            return
+                        parts.append(self.ram.read(b, n))
+                    data = b"".join(parts)
+        if data[0] or data[1]:
+            frame = self.virtio_net_hdr_to_skb(data)
+            if frame is None:
+                return
+        else:
+            frame = data[hdr_len:]
         self.rx_packets += 1
         self.rx_bytes += len - hdr_len
         self.kernel.netif_receive_skb(self, frame)
+
+    def receive_big(self, pages: tuple[int, ...], len: int) -> bytes | None:
+        """Header and frame of a big packet (Linux receive_big -> page_to_skb): the header
+        at the start of the first page, the frame from PADDED_VNET_HDR_LEN on and then
+        page by page.  The pages go back to the pool; None when the length is bad."""
+        stats = self.stats
+        hdr_len = self.hdr_len
+        self.give_pages(pages)
+        if len < hdr_len + ETH_HLEN:
+            stats["rx_length_errors"] += 1
+            stats["rx dropped: short packet"] += 1
+            return None
+        size = len - hdr_len
+        # what does not fit the skb's head must fit its page frags
+        if size - min(size, GOOD_COPY_LEN) > MAX_SKB_FRAGS * PAGE_SIZE:
+            stats["rx dropped: too much data"] += 1
+            return None
+        ram = self.ram
+        first = pages[0]
+        room = PAGE_SIZE - PADDED_VNET_HDR_LEN
+        if size <= room:
+            return ram.read(first, hdr_len) + ram.read(first + PADDED_VNET_HDR_LEN, size)
+        parts = [ram.read(first, hdr_len), ram.read(first + PADDED_VNET_HDR_LEN, room)]
+        size -= room
+        for page in pages[1:]:
+            if size <= 0:
+                break
+            parts.append(ram.read(page, min(size, PAGE_SIZE)))
+            size -= PAGE_SIZE
+        return b"".join(parts)
 
     def _drop_rest(self, buf: int) -> None:
         """A bad first buffer of a merged packet: its other buffers go too."""
@@ -308,17 +410,37 @@ class VirtNet(NetDevice):
                 return
             self.rx_pool.append(got[0])
 
-    def _complete_csum(self, data: bytes) -> bytes | None:
-        """A partially checksummed frame (NEEDS_CSUM, only with GUEST_CSUM): finish the
-        checksum from csum_start, as skb_checksum_help would."""
-        _f, _g, _hl, _gs, start, offset, _n = _HDR.unpack_from(data.ljust(12, b"\0"))
-        frame = bytearray(data[self.hdr_len:])
-        pos = start + offset
-        if start >= len(frame) or pos + 2 > len(frame):
+    def virtio_net_hdr_to_skb(self, data: bytes) -> bytes | None:
+        """The header's offload fields (Linux virtio_net_hdr_to_skb): a GSO type the
+        stack knows (TCPv4, TCPv6, UDP, each maybe with ECN) and a non-zero gso_size; a
+        NEEDS_CSUM range inside the frame, whose checksum is then finished here, as
+        skb_checksum_help would (the simulated stack has no CHECKSUM_PARTIAL).  Returns
+        the frame, or None for a bad header ("bad gso": rx_frame_errors)."""
+        flags, gso_type, _hl, gso_size, start, offset = _HDR.unpack_from(data)
+        frame = data[self.hdr_len:]
+        thlen = 0
+        why = ""
+        if gso_type != VIRTIO_NET_HDR_GSO_NONE:
+            thlen = _GSO_THLEN.get(gso_type & ~VIRTIO_NET_HDR_GSO_ECN, -1)
+            if thlen < 0:
+                why = f"gso_type {gso_type}"
+            elif not gso_size:
+                why = "gso_size 0"
+        if not why and flags & VIRTIO_NET_HDR_F_NEEDS_CSUM:
+            if start + max(thlen, offset + 2) > len(frame):
+                why = f"csum_start {start} csum_offset {offset}"
+            else:
+                buf = bytearray(frame)
+                pos = start + offset
+                buf[pos:pos + 2] = internet_checksum(buf[start:]).to_bytes(2, "big")
+                frame = bytes(buf)
+        if why:
+            self.stats["rx_frame_errors"] += 1
+            self.stats["rx dropped: bad gso"] += 1
+            self.kernel.printk(f"{self.name}: bad gso: type: {gso_type}, size: {gso_size} "
+                               f"({why})")
             return None
-        csum = internet_checksum(frame[start:])
-        frame[pos:pos + 2] = csum.to_bytes(2, "big")
-        return bytes(frame)
+        return frame
 
     # -- TX ---------------------------------------------------------------------------------------
     @tracepoint("drivers/net/virtio_net.c")

@@ -38,6 +38,8 @@ class NetClientInfo:
     has_vnet_hdr: Callable[["NetClientState"], bool] | None = None
     set_vnet_hdr_len: Callable[["NetClientState", int], None] | None = None
     using_vnet_hdr: Callable[["NetClientState", bool], None] | None = None
+    has_ufo: Callable[["NetClientState"], bool] | None = None
+    set_offload: Callable[["NetClientState", bool, bool, bool, bool, bool], None] | None = None
 
 
 class NetClientState(Stateful):
@@ -113,6 +115,20 @@ def qemu_set_vnet_hdr_len(nc: NetClientState, n: int) -> None:
 def qemu_using_vnet_hdr(nc: NetClientState, enable: bool) -> None:
     if nc.info.using_vnet_hdr is not None:
         nc.info.using_vnet_hdr(nc, enable)
+
+
+def qemu_has_ufo(nc: NetClientState | None) -> bool:
+    """Can this backend pass UDP fragmentation offload frames (a TAP whose kernel takes
+    TUN_F_UFO)?"""
+    return nc is not None and nc.info.has_ufo is not None and nc.info.has_ufo(nc)
+
+
+def qemu_set_offload(nc: NetClientState | None, csum: bool, tso4: bool, tso6: bool,
+                     ecn: bool, ufo: bool) -> None:
+    """Tell the backend which offloaded frames the NIC's guest takes: checksum left
+    partial (NEEDS_CSUM) and TCP/UDP super-frames unsegmented (QEMU's qemu_set_offload)."""
+    if nc is not None and nc.info.set_offload is not None:
+        nc.info.set_offload(nc, csum, tso4, tso6, ecn, ufo)
 
 
 def _record_frame(sender: NetClientState, data: bytes) -> None:

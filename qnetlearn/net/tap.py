@@ -17,7 +17,11 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..trace import Stats, tracepoint
-from .net import NetClientInfo, NetClientState, qemu_new_net_client, qemu_send_packet_async
+from ..standard_headers.virtio_net import (
+    VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_ECN, VIRTIO_NET_HDR_GSO_TCPV4,
+    VIRTIO_NET_HDR_GSO_TCPV6, VIRTIO_NET_HDR_GSO_UDP)
+from .net import (NetClientInfo, NetClientState, qemu_new_net_client, qemu_send_packet_async,
+                  qemu_set_offload)
 from .stack import NetStack
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -29,7 +33,15 @@ HOST_MAC = "02:00:0a:00:02:02"   # the host TAP's MAC in the golden recordings
 HOST_IP = "10.0.2.2"
 
 
-VIRTIO_NET_HDR_F_NEEDS_CSUM = 1
+# <linux/if_tun.h>: the TUNSETOFFLOAD bits
+TUN_F_CSUM = 0x01
+TUN_F_TSO4 = 0x02
+TUN_F_TSO6 = 0x04
+TUN_F_TSO_ECN = 0x08
+TUN_F_UFO = 0x10
+#: the TUNSETOFFLOAD bit each virtio_net_hdr gso_type needs (ECN: also TUN_F_TSO_ECN)
+_GSO_NEEDS = {VIRTIO_NET_HDR_GSO_TCPV4: TUN_F_TSO4, VIRTIO_NET_HDR_GSO_TCPV6: TUN_F_TSO6,
+              VIRTIO_NET_HDR_GSO_UDP: TUN_F_UFO}
 
 
 class SimTap:
@@ -38,18 +50,45 @@ class SimTap:
     Like a TAP opened with IFF_VNET_HDR (QEMU's default when the kernel offers it), every
     frame crossing the fd carries a virtio_net_hdr of ``vnet_hdr_sz`` bytes (10, or what
     TUNSETVNETHDRSZ set); the kernel side completes a NEEDS_CSUM checksum, as tun does.
+    ``offload`` holds the TUNSETOFFLOAD bits: which partial-checksum and unsegmented
+    (GSO) frames the kernel may hand to QEMU (none until the NIC's guest takes them).
     """
 
     def __init__(self, name: str, vnet_hdr: bool = True) -> None:
         self.name = name
         self.vnet_hdr_sz = 10 if vnet_hdr else 0
+        self.offload = 0
         self.to_qemu: deque[bytes] = deque()      # frames the host wrote; QEMU reads them
         self.on_frame: Callable[[bytes], None] | None = None   # the host stack's input
         self.stats = Stats()
 
-    def host_write(self, frame: bytes) -> None:
-        """The host kernel queues a frame for the TAP's reader (QEMU)."""
+    def set_offload(self, offload: int) -> bool:
+        """TUNSETOFFLOAD; a kernel since 4.14.x takes every bit, TUN_F_UFO included."""
+        self.offload = offload
+        return True
+
+    def host_write(self, frame: bytes, vnet_hdr: bytes = b"") -> None:
+        """The host kernel queues a frame for the TAP's reader (QEMU).
+
+        ``vnet_hdr`` (10 bytes, struct virtio_net_hdr) describes an offloaded frame: a
+        partial checksum (NEEDS_CSUM) or a TCP/UDP super-frame (gso_type).  The kernel
+        only hands those over when TUNSETOFFLOAD allowed them; otherwise it would have
+        checksummed or segmented the frame itself, which this simulation does not do.
+        """
         n = self.vnet_hdr_sz
+        if vnet_hdr:
+            if not n:
+                raise ValueError(f"{self.name}: an offloaded frame needs IFF_VNET_HDR")
+            flags, gso_type = vnet_hdr[0], vnet_hdr[1]
+            need = (TUN_F_CSUM if flags & VIRTIO_NET_HDR_F_NEEDS_CSUM else 0) | \
+                _GSO_NEEDS.get(gso_type & ~VIRTIO_NET_HDR_GSO_ECN, 0) | \
+                (TUN_F_TSO_ECN if gso_type & VIRTIO_NET_HDR_GSO_ECN else 0)
+            if gso_type and (gso_type & ~VIRTIO_NET_HDR_GSO_ECN) not in _GSO_NEEDS or \
+                    need & ~self.offload:
+                raise ValueError(f"{self.name}: TUNSETOFFLOAD 0x{self.offload:x} does not let "
+                                 f"the kernel pass flags 0x{flags:x} gso_type 0x{gso_type:x}")
+            self.to_qemu.append(vnet_hdr[:10].ljust(n, b"\0") + frame)
+            return
         self.to_qemu.append(bytes(n) + frame if n else frame)
 
     # the fd as QEMU's main loop sees it
@@ -108,6 +147,9 @@ class TAPState:
         self.capture: Callable[[str, bytes], None] | None = None
         self.closed = False
         self.nc = qemu_new_net_client(net_tap_info, peer, "tap", name, self)
+        # net_tap_fd_init: can the kernel take UFO?  Then no offloads until a NIC asks
+        self.has_ufo = tap_probe_has_ufo(fd)
+        qemu_set_offload(self.nc, False, False, False, False, False)
         tap_read_poll(self, True)
 
     def close(self) -> None:
@@ -212,9 +254,42 @@ def tap_using_vnet_hdr(nc: NetClientState, enable: bool) -> None:
     nc.vnet_hdr_len = s.host_vnet_hdr_len if enable else 0
 
 
+def tap_probe_has_ufo(fd: Any) -> bool:
+    """net/tap-linux.c tap_probe_has_ufo: does TUNSETOFFLOAD take TUN_F_CSUM | TUN_F_UFO?"""
+    return bool(fd.set_offload(TUN_F_CSUM | TUN_F_UFO))
+
+
+def tap_fd_set_offload(fd: Any, csum: bool, tso4: bool, tso6: bool, ecn: bool,
+                       ufo: bool) -> None:
+    """net/tap-linux.c tap_fd_set_offload: the segmentation offloads only come with the
+    checksum one; retry without UFO if the kernel refuses it."""
+    offload = 0
+    if csum:
+        offload = TUN_F_CSUM | (TUN_F_TSO4 if tso4 else 0) | (TUN_F_TSO6 if tso6 else 0)
+        if (tso4 or tso6) and ecn:
+            offload |= TUN_F_TSO_ECN
+        if ufo:
+            offload |= TUN_F_UFO
+    if not fd.set_offload(offload):
+        fd.set_offload(offload & ~TUN_F_UFO)
+
+
+def tap_has_ufo(nc: NetClientState) -> bool:
+    return nc.opaque.has_ufo
+
+
+def tap_set_offload(nc: NetClientState, csum: bool, tso4: bool, tso6: bool, ecn: bool,
+                    ufo: bool) -> None:
+    """``nc->info->set_offload``: the NIC says which offloaded frames its guest takes."""
+    s: TAPState = nc.opaque
+    if not s.closed:
+        tap_fd_set_offload(s.fd, csum, tso4, tso6, ecn, ufo)
+
+
 net_tap_info = NetClientInfo(type="tap", receive_iov=tap_receive_iov, cleanup=tap_cleanup,
                              has_vnet_hdr=tap_has_vnet_hdr, set_vnet_hdr_len=tap_set_vnet_hdr_len,
-                             using_vnet_hdr=tap_using_vnet_hdr)
+                             using_vnet_hdr=tap_using_vnet_hdr, has_ufo=tap_has_ufo,
+                             set_offload=tap_set_offload)
 
 
 class HostEnd:

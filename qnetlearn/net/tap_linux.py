@@ -46,6 +46,7 @@ TUNGETFEATURES = 0x800454CF     # 207
 TUNGETIFF = 0x800454D2          # 210
 TUNGETVNETHDRSZ = 0x800454D7    # 215
 TUNSETVNETHDRSZ = 0x400454D8    # 216
+TUNSETOFFLOAD = 0x400454D0      # 208
 IFF_TUN = 0x0001
 IFF_TAP = 0x0002
 IFF_NO_PI = 0x1000
@@ -249,6 +250,15 @@ class KernelTap:
             raise KernelTapError(f"TUNSETVNETHDRSZ {n} on {self.ifname}: {e.strerror}",
                                  e.errno) from None
         self._vnet_hdr_sz = n
+
+    def set_offload(self, offload: int) -> bool:
+        """TUNSETOFFLOAD (TUN_F_* bits): which checksum-partial and unsegmented frames the
+        kernel may hand us; False if it refuses (or the fd is no TAP)."""
+        try:
+            fcntl.ioctl(self.fd, TUNSETOFFLOAD, offload)
+        except OSError:
+            return False
+        return True
 
     def kernel_vnet_hdr_sz(self) -> int:
         """TUNGETVNETHDRSZ: the header size the kernel uses now."""

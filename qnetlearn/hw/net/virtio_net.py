@@ -4,7 +4,11 @@ Receive: the backend's frame reaches ``virtio_net_receive`` (``nc->info->receive
 device pops guest buffers from the RX queue, writes the 12-byte ``virtio_net_hdr_v1``
 and the frame into them, fills and flushes the used ring, and notifies.  With no buffers
 it answers 0: the frame waits in the NetQueue and the backend stops reading until the
-driver adds buffers and kicks (``virtio_net_handle_rx`` flushes the queue).
+driver adds buffers and kicks (``virtio_net_handle_rx`` flushes the queue).  The
+backend's header passes through: once the driver took GUEST_CSUM/GUEST_TSO*/GUEST_UFO,
+the TAP may hand over partial checksums and unsegmented super-frames (its TUNSETOFFLOAD
+follows the driver's features), which a big-packets chain or several mergeable buffers
+hold; a chain too small for a frame drops it, counted.
 
 Transmit: the driver's kick runs ``virtio_net_handle_tx_bh``, which disables further kicks
 and schedules a bottom half; ``virtio_net_flush_tx`` pops up to ``tx_burst`` chains, strips
@@ -18,8 +22,9 @@ import struct
 from typing import TYPE_CHECKING, Any
 
 from ...net.net import (NetClientInfo, NetClientState, qemu_flush_queued_packets,
-                        qemu_has_vnet_hdr, qemu_new_net_client, qemu_sendv_packet_async,
-                        qemu_set_vnet_hdr_len, qemu_using_vnet_hdr)
+                        qemu_has_ufo, qemu_has_vnet_hdr, qemu_new_net_client,
+                        qemu_sendv_packet_async, qemu_set_offload, qemu_set_vnet_hdr_len,
+                        qemu_using_vnet_hdr)
 from ...net.stack import mac_bytes
 from ...system.memory import MemTxError
 from ...trace import tracepoint
@@ -33,8 +38,11 @@ from ...standard_headers.virtio_ring import VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING
 from ...standard_headers.virtio_config import VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_F_VERSION_1
 from ..virtio.virtio_pci import VirtIOPCIProxy
 from ...standard_headers.virtio_net import (
-    VIRTIO_NET_F_CSUM, VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_MAC, VIRTIO_NET_F_MRG_RXBUF,
-    VIRTIO_NET_F_STATUS, VIRTIO_NET_S_LINK_UP)
+    VIRTIO_NET_F_CSUM, VIRTIO_NET_F_GSO, VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_GUEST_ECN,
+    VIRTIO_NET_F_GUEST_TSO4, VIRTIO_NET_F_GUEST_TSO6, VIRTIO_NET_F_GUEST_UFO,
+    VIRTIO_NET_F_HOST_ECN, VIRTIO_NET_F_HOST_TSO4, VIRTIO_NET_F_HOST_TSO6,
+    VIRTIO_NET_F_HOST_UFO, VIRTIO_NET_F_MAC, VIRTIO_NET_F_MRG_RXBUF, VIRTIO_NET_F_STATUS,
+    VIRTIO_NET_S_LINK_UP)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...machine import Machine
@@ -46,10 +54,27 @@ QUEUE_SIZE = 256
 _ETH_VLAN = 0x8100
 
 #: the features this model implements, with the -device property that turns each off
+#: (all on by default, as QEMU 7.2's virtio_net_properties)
 FEATURE_PROPS = {"csum": VIRTIO_NET_F_CSUM, "guest_csum": VIRTIO_NET_F_GUEST_CSUM,
-                 "mac": VIRTIO_NET_F_MAC, "status": VIRTIO_NET_F_STATUS,
-                 "mrg_rxbuf": VIRTIO_NET_F_MRG_RXBUF, "event_idx": VIRTIO_RING_F_EVENT_IDX,
+                 "gso": VIRTIO_NET_F_GSO, "guest_tso4": VIRTIO_NET_F_GUEST_TSO4,
+                 "guest_tso6": VIRTIO_NET_F_GUEST_TSO6, "guest_ecn": VIRTIO_NET_F_GUEST_ECN,
+                 "guest_ufo": VIRTIO_NET_F_GUEST_UFO, "host_tso4": VIRTIO_NET_F_HOST_TSO4,
+                 "host_tso6": VIRTIO_NET_F_HOST_TSO6, "host_ecn": VIRTIO_NET_F_HOST_ECN,
+                 "host_ufo": VIRTIO_NET_F_HOST_UFO, "mac": VIRTIO_NET_F_MAC,
+                 "status": VIRTIO_NET_F_STATUS, "mrg_rxbuf": VIRTIO_NET_F_MRG_RXBUF,
+                 "event_idx": VIRTIO_RING_F_EVENT_IDX,
                  "indirect_desc": VIRTIO_RING_F_INDIRECT_DESC}
+#: offloads that need a backend passing virtio_net_hdr (virtio_net_get_features)
+VNET_HDR_FEATURES = (1 << VIRTIO_NET_F_CSUM | 1 << VIRTIO_NET_F_HOST_TSO4 |
+                     1 << VIRTIO_NET_F_HOST_TSO6 | 1 << VIRTIO_NET_F_HOST_ECN |
+                     1 << VIRTIO_NET_F_GUEST_CSUM | 1 << VIRTIO_NET_F_GUEST_TSO4 |
+                     1 << VIRTIO_NET_F_GUEST_TSO6 | 1 << VIRTIO_NET_F_GUEST_ECN)
+#: ... and UDP fragmentation offload also a backend that takes it
+UFO_FEATURES = 1 << VIRTIO_NET_F_GUEST_UFO | 1 << VIRTIO_NET_F_HOST_UFO
+#: what the driver's features say it receives offloaded (virtio_net_guest_offloads_by_features)
+GUEST_OFFLOADS_MASK = (1 << VIRTIO_NET_F_GUEST_CSUM | 1 << VIRTIO_NET_F_GUEST_TSO4 |
+                       1 << VIRTIO_NET_F_GUEST_TSO6 | 1 << VIRTIO_NET_F_GUEST_ECN |
+                       1 << VIRTIO_NET_F_GUEST_UFO)
 
 
 def _on(props: dict[str, str], name: str) -> bool:
@@ -68,9 +93,11 @@ class VirtIONet(VirtIODevice):
         for prop, bit in FEATURE_PROPS.items():
             if _on(props, prop):
                 features |= 1 << bit
+        # virtio_net_get_features: offloads only with a backend that can carry them
         if not qemu_has_vnet_hdr(peer):
-            # offloads need a backend that takes the header (virtio_net_get_features)
-            features &= ~(1 << VIRTIO_NET_F_CSUM | 1 << VIRTIO_NET_F_GUEST_CSUM)
+            features &= ~VNET_HDR_FEATURES
+        if not qemu_has_vnet_hdr(peer) or not qemu_has_ufo(peer):
+            features &= ~UFO_FEATURES
         super().__init__("virtio-net", features)
         self.loop = machine.loop
         self.mac = cfg.mac
@@ -89,6 +116,7 @@ class VirtIONet(VirtIODevice):
         self.mergeable_rx_bufs = False
         self.guest_hdr_len = 10
         self.host_hdr_len = 0
+        self.curr_guest_offloads = 0
         self.has_vnet_hdr = qemu_has_vnet_hdr(peer)
         self.nc = qemu_new_net_client(net_virtio_info, peer, "virtio-net-pci",
                                       cfg.id or cfg.name, self)
@@ -99,7 +127,9 @@ class VirtIONet(VirtIODevice):
         return self.macaddr + struct.pack("<HH", status, 1)
 
     def set_features(self, features: int) -> None:
-        """virtio_net_set_features: header sizes follow VERSION_1 / MRG_RXBUF."""
+        """virtio_net_set_features: header sizes follow VERSION_1 / MRG_RXBUF, and the
+        backend may now pass what the driver takes offloaded (partial checksums, TCP and
+        UDP super-frames: virtio_net_apply_guest_offloads)."""
         self.mergeable_rx_bufs = bool(features >> VIRTIO_NET_F_MRG_RXBUF & 1)
         v1 = bool(features >> VIRTIO_F_VERSION_1 & 1)
         self.guest_hdr_len = 12 if (v1 or self.mergeable_rx_bufs) else 10
@@ -108,6 +138,12 @@ class VirtIONet(VirtIODevice):
             qemu_set_vnet_hdr_len(peer, self.guest_hdr_len)
             qemu_using_vnet_hdr(peer, True)
             self.host_hdr_len = self.guest_hdr_len
+            self.curr_guest_offloads = off = features & GUEST_OFFLOADS_MASK
+            qemu_set_offload(peer, bool(off >> VIRTIO_NET_F_GUEST_CSUM & 1),
+                             bool(off >> VIRTIO_NET_F_GUEST_TSO4 & 1),
+                             bool(off >> VIRTIO_NET_F_GUEST_TSO6 & 1),
+                             bool(off >> VIRTIO_NET_F_GUEST_ECN & 1),
+                             bool(off >> VIRTIO_NET_F_GUEST_UFO & 1))
         else:
             self.host_hdr_len = 0
         self.nc.vnet_hdr_len = self.host_hdr_len

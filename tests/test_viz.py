@@ -353,6 +353,30 @@ def test_ring_view_marks_in_flight_chain_and_buffer(ping):
                         r"seq 1", summary[0])
 
 
+def test_ring_view_follows_an_indirect_chain_to_the_frame():
+    """mrg_rxbuf=off: each RX buffer is one INDIRECT descriptor whose 19-entry table holds
+    the header's 12 bytes, then the rest of a page, then pages.  The buffer panel must show
+    the frame the device wrote through the table, not the table's own bytes."""
+    vm = qn.Machine.from_cmdline(VIRTIO + ",mrg_rxbuf=off").boot()
+    with vm.record() as rec:
+        vm.host().ping()
+    fill = rec.find("virtqueue_fill")[0]
+    m = Replay(rec).moment(fill)
+    head = ints(parse(RingView("net-pci0", 0).render(m)).get("data-in-flight"))[0]
+    b = m.extras["buffers"][("net-pci0", 0)]
+    assert b["indirect"] and len(b["chain"]) == 19 and b["head"] == head
+    assert [ln for _a, ln, _f in b["chain"]] == [12, 4096 - 32] + [4096] * 17
+    assert b["len"] == 12 + 4064 + 17 * 4096 and b["device_writes"]
+    first, second = b["chain"][0][0], b["chain"][1][0]
+    assert b["bytes"][:12] == vm.memory.read_bytes(first, 12)
+    assert b["bytes"][12:] == vm.memory.read_bytes(second, len(b["bytes"]) - 12)
+    buf = groups(parse(RingView("net-pci0", 0).render(m)), "qnv-buffer")[0]
+    words = " ".join(t.text or "" for t in buf.iter(SVG + "text"))
+    assert "INDIRECT table at" in words and "of 19 buffers" in words
+    summary = [t.get("data-summary") for t in buf.iter(SVG + "text") if t.get("data-summary")]
+    assert summary[0].startswith("header + ICMP echo request 10.0.2.2 > 10.0.2.15")
+
+
 def test_wrap_around_is_drawn(ping):
     """The guest's RX ring is full (avail.idx 256 = slot 0): the window crosses 255 -> 0."""
     _vm, rec = ping

@@ -11,13 +11,18 @@ the players which frames are equal.
 """
 from __future__ import annotations
 
+import struct
 from typing import TYPE_CHECKING, Any, Iterator
+
+from ..standard_headers.virtio_ring import (VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT,
+                                            VRING_DESC_F_WRITE)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..trace.recorder import Recorder, Step
 
 #: at most this many bytes of the buffer a device works on are kept (enough for a frame)
 BUFFER_PEEK = 2048
+_DESC = struct.Struct("<QIHH")
 
 
 class Moment:
@@ -128,8 +133,7 @@ class Replay:
             for qi, q in enumerate(ds.get("queues", ())):
                 b = _buffer_of_interest(q)
                 if b is not None:
-                    n = b["written"] if b["written"] is not None and b["device_writes"] else b["len"]
-                    b["bytes"] = r.ram(b["addr"], max(0, min(n, b["len"], BUFFER_PEEK)))
+                    _read_chain(r, q["descriptors"], b)
                     buffers[(dev, qi)] = b
         return {"drivers": drivers, "buffers": buffers}
 
@@ -193,6 +197,47 @@ def chain_of(q: dict[str, Any], head: int, limit: int = 64) -> list[int]:
             break
         d = descs[d]["next"]
     return out
+
+
+def _read_chain(r: Any, descs: list[dict[str, int]], b: dict[str, Any]) -> None:
+    """Walk the chain at ``b["head"]`` as the device does (virtqueue_split_pop): through
+    its NEXT links, or through the INDIRECT table it points to (big-packets RX buffers).
+    Sets ``chain`` (the (addr, len, flags) of each buffer, or none when the head is a
+    single buffer or the chain is malformed), the total ``len``, who writes, and ``bytes``:
+    the first bytes of the buffers, in order, as the device sees them (header, frame)."""
+    head = descs[b["head"]]
+    src, i = descs, b["head"]
+    if head["flags"] & VRING_DESC_F_INDIRECT:
+        n = head["len"] // 16
+        raw = r.ram(head["addr"], 16 * n) if 0 < n <= len(descs) * 4 else b""
+        src = [dict(zip(("addr", "len", "flags", "next"), _DESC.unpack_from(raw, 16 * k)))
+               for k in range(len(raw) // 16)]
+        i = 0
+    chain: list[tuple[int, int, int]] = []
+    while 0 <= i < len(src) and len(chain) < len(src):
+        d = src[i]
+        chain.append((d["addr"], d["len"], d["flags"]))
+        if not d["flags"] & VRING_DESC_F_NEXT:
+            break
+        i = d["next"]
+    else:
+        chain = []                              # a loop or a link out of the table
+    if len(chain) > 1 or (src is not descs and chain):
+        b["chain"] = tuple(chain)
+        b["indirect"] = src is not descs
+        b["len"] = sum(ln for _a, ln, _f in chain)
+        b["device_writes"] = any(f & VRING_DESC_F_WRITE for _a, _l, f in chain)
+    else:
+        chain = [(b["addr"], b["len"], 0)]
+    want = b["written"] if b["written"] is not None and b["device_writes"] else b["len"]
+    left = max(0, min(want, b["len"], BUFFER_PEEK))
+    data = bytearray()
+    for addr, ln, _f in chain:
+        if left <= 0:
+            break
+        data += r.ram(addr, min(ln, left))
+        left -= min(ln, left)
+    b["bytes"] = bytes(data)
 
 
 def _buffer_of_interest(q: dict[str, Any]) -> dict[str, Any] | None:

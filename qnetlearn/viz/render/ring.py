@@ -381,8 +381,11 @@ def _buffer_panel(b: dict[str, Any], x: float, y: float, w: float, h: float, fs:
     written = b.get("written")
     out = [f'<g class="qnv-buffer"{attrs(data_buffer_desc=b["head"], data_buffer_addr=b["addr"], data_buffer_len=b["len"], data_written=written, data_status=status)}>']
     out.append(rect(x, y, w, h, PANEL, GRID, rx=6))
-    head = (f"Buffer of descriptor {b['head']} ({status}; {who}): "
-            f"{hexaddr(b['addr'])}, {b['len']} bytes")
+    chain = b.get("chain")
+    where = (f"{hexaddr(b['addr'])}" if not chain else
+             f"INDIRECT table at {hexaddr(b['addr'])} of {len(chain)} buffers" if b["indirect"]
+             else f"a chain of {len(chain)} buffers")
+    head = f"Buffer of descriptor {b['head']} ({status}; {who}): {where}, {b['len']} bytes"
     if written is not None and status == "completed" and writes:
         head += f", {written} written"
     out.append(text(x + 10, y + 1.3 * fs, head, fs * 0.9, weight="bold"))
@@ -390,7 +393,6 @@ def _buffer_panel(b: dict[str, Any], x: float, y: float, w: float, h: float, fs:
     per_row = 24 if slide else 32
     nrows = 1 if slide else 2
     shown = data[: per_row * nrows]
-    cw = fs * 0.602
     for r_i in range(nrows):
         chunk_lo = r_i * per_row
         if chunk_lo >= len(shown):
@@ -418,7 +420,6 @@ def _buffer_panel(b: dict[str, Any], x: float, y: float, w: float, h: float, fs:
         kx += len(label) * fs * 0.5 + 14
     out.append(text(x + w - 10, key_y, summary, fs * 0.85, anchor="end", family=SANS,
                     extra=f' data-summary="{esc(summary)}"'))
-    del cw
     out.append("</g>")
     return "".join(out)
 

@@ -15,7 +15,8 @@ Prints one JSON line per chunk and a final one:
      "witness_ok": ..., "witness_skipped": ..., "elapsed_s": ...}
 
 Engines: ``random`` (default: random programs and mutations of the kept regression inputs,
-in ``--jobs`` processes) or ``atheris`` (coverage-guided, one process, if atheris is
+in ``--jobs`` processes; every other input is read in the offloads decoding, see
+``run_input``) or ``atheris`` (coverage-guided, one process, if atheris is
 installed: ``pip install atheris``).  Failing inputs are written to ``--findings`` as hex,
 ready for ``tests/regressions/guest_inputs.json``.
 
@@ -91,7 +92,8 @@ def run_chunk(args: tuple[int, int, int, int, list[bytes]]) -> dict:
     reasons: Counter = Counter()
     findings: list[dict] = []
     slowest = (0.0, "")
-    for _ in range(count):
+    for i in range(count):
+        offloads = bool(i & 1)          # every other input in the offloads decoding
         if corpus and rng.random() < 0.3:
             data = mutate(rng, rng.choice(corpus), max_len)
         else:
@@ -99,10 +101,10 @@ def run_chunk(args: tuple[int, int, int, int, list[bytes]]) -> dict:
         t = time.perf_counter()
         try:
             with h.time_limit(HANG_SECONDS):
-                out = h.run_input(data)
+                out = h.run_input(data, offloads=offloads)
         except h.Hang:
             st["hangs"] += 1
-            findings.append({"kind": "hang", "input": data.hex()})
+            findings.append({"kind": "hang", "input": data.hex(), "offloads": offloads})
             continue
         dt = time.perf_counter() - t
         if dt > slowest[0]:
@@ -110,17 +112,19 @@ def run_chunk(args: tuple[int, int, int, int, list[bytes]]) -> dict:
         if dt > SLOW_SECONDS:
             st["slow inputs"] += 1
         tally(st, out)
+        st["inputs_with_offloads"] += offloads
         for b in out.broken:
             reasons[re.sub(r"\d+", "N", b.split(": ", 1)[-1])[:60]] += 1
         if not out.ok:
             findings.append({"kind": "escaped" if out.escaped else "violation",
-                             "what": h.describe(out)[:2000], "input": data.hex()})
+                             "what": h.describe(out)[:2000], "input": data.hex(),
+                             "offloads": offloads})
     return {"stats": dict(st), "reasons": dict(reasons), "findings": findings,
             "slowest": slowest}
 
 
 def report(total: Counter, t0: float, **extra: object) -> str:
-    keys = ["inputs", "exceptions_escaped", "property_violations", "hangs", "slow inputs",
+    keys = ["inputs", "inputs_with_offloads", "exceptions_escaped", "property_violations", "hangs", "slow inputs",
             "inputs_with_a_broken_device", "frames_sent", "frames_accounted", "witness_ok",
             "witness_skipped", "ops"]
     line = {k.replace(" ", "_"): total.get(k, 0) for k in keys}

@@ -32,6 +32,11 @@ At the end: every net client's frames are accounted for (sent = delivered + stil
 dropped with a reason), and the witness NIC still receives and sends frames with its
 interrupts after the guest has turned the fuzzed functions off.
 
+A second decoding (``run_input(data, offloads=True)``) also lets the program take the
+offload features (GUEST_CSUM, GUEST_TSO*, HOST_TSO4, ...), write its own virtio_net_hdr on
+TX chains, and have the host send partial-checksum and GSO super-frames as TUNSETOFFLOAD
+allows; it reads a few more bytes, so the plain decoding's kept inputs keep their meaning.
+
 The short run is here (hypothesis + seeded random inputs); ``benchmarks/fuzz_guest_inputs.py``
 runs a million inputs through the same :func:`run_input`.  Inputs that ever failed are kept
 in ``tests/regressions/guest_inputs.json`` and replayed by :func:`test_kept_inputs`.
@@ -60,10 +65,20 @@ from qnetlearn.net.net import qemu_purge_queued_packets, qemu_set_link
 from qnetlearn.system.memory import MemTxError
 from qnetlearn.system.vl import MachineConfig, parse_cmdline
 from qnetlearn.trace.recorder import read_pages, write_pages
+from qnetlearn.net.tap import GSO_NEEDS, TUN_F_CSUM, TUN_F_TSO_ECN
+from qnetlearn.standard_headers.virtio_net import (
+    VIRTIO_NET_F_CSUM, VIRTIO_NET_F_GSO, VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_GUEST_ECN,
+    VIRTIO_NET_F_GUEST_TSO4, VIRTIO_NET_F_GUEST_TSO6, VIRTIO_NET_F_GUEST_UFO,
+    VIRTIO_NET_F_HOST_TSO4, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_ECN,
+    VIRTIO_NET_HDR_GSO_UDP)
 from spec_driver import (ACK, DRIVER, DRIVER_OK, EVENT_IDX, F_INDIRECT, F_NEXT, F_WRITE,
                          FEATURES_OK, MAC, MRG_RXBUF, VERSION_1, SpecDriver)
 
 INDIRECT_DESC = 28
+#: the offload features an offloads-mode program may take, one per bit of its second byte
+OFFLOAD_BITS = [VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_GUEST_TSO4, VIRTIO_NET_F_GUEST_TSO6,
+                VIRTIO_NET_F_GUEST_ECN, VIRTIO_NET_F_GUEST_UFO, VIRTIO_NET_F_CSUM,
+                VIRTIO_NET_F_HOST_TSO4, VIRTIO_NET_F_GSO]
 MB = 1 << 20
 RAM_SIZE = 8 * MB
 VIRTIO_BASE = 0x200000        # the fuzzed virtio driver's rings and buffers
@@ -350,8 +365,10 @@ def _config(no_vnet_hdr: bool) -> MachineConfig:
 class GuestFuzz:
     """Runs one program against a fresh machine; see the module docstring."""
 
-    def __init__(self, data: bytes, log: list[str] | None = None) -> None:
+    def __init__(self, data: bytes, log: list[str] | None = None,
+                 offloads: bool = False) -> None:
         self.log = log
+        self.offloads = offloads
         self.p = Program(data)
         self.out = Outcome()
         self.driver_writing = 0
@@ -370,6 +387,9 @@ class GuestFuzz:
             self.features.add(INDIRECT_DESC)
         if cfg & 0x80 and cfg & 0x40:
             self.features.discard(VERSION_1)
+        if offloads:                 # one more byte picks the offloads the driver takes
+            o = self.p.u8()
+            self.features |= {bit for k, bit in enumerate(OFFLOAD_BITS) if o >> k & 1}
         msix = not (cfg & 8 and cfg & 0x10)
         qsize = [None, 8, 2, 16][(cfg >> 5) & 3]
         vm = self.vm = qn.Machine(_config(bool(cfg & 0x10)), guest=None)
@@ -582,9 +602,26 @@ class GuestFuzz:
         dst = p.pick([bytes.fromhex("525400123456"), bytes.fromhex("525400123457"),
                       b"\xff" * 6, bytes.fromhex("01005e000001"), p.take(6)])
         self.seq += 1
-        host.send(tagged_frame(dst, self.seq, p.pick(FRAME_SIZES)))
+        frame = tagged_frame(dst, self.seq, p.pick(FRAME_SIZES))
+        if self.offloads and host.dev.offload and p.u8() & 1:
+            host.dev.host_write(frame, self.offloaded_header(host.dev.offload))
+        else:
+            host.send(frame)
         if p.u8() & 1:
             self.run()
+
+    def offloaded_header(self, offload: int) -> bytes:
+        """A virtio_net_hdr the host kernel may hand over under TUNSETOFFLOAD ``offload``:
+        a partial checksum and/or a GSO type it allows, with any sizes and offsets."""
+        p = self.p
+        flags = VIRTIO_NET_HDR_F_NEEDS_CSUM if offload & TUN_F_CSUM and p.u8() & 1 else 0
+        allowed = [t for t, need in GSO_NEEDS.items() if offload & need]
+        gso = p.pick(allowed) if allowed and p.u8() & 1 else 0
+        if gso and offload & TUN_F_TSO_ECN and gso != VIRTIO_NET_HDR_GSO_UDP and p.u8() & 1:
+            gso |= VIRTIO_NET_HDR_GSO_ECN
+        return struct.pack("<BBHHHH", flags, gso, p.pick(VALUES) & 0xFFFF,
+                           p.pick([0, 1, 536, 1448, 1460, 9000, 0xFFFF]),
+                           p.pick(VALUES) & 0xFFFF, p.pick(VALUES) & 0xFFFF)
 
     def op_kick(self) -> None:
         p = self.p
@@ -761,7 +798,12 @@ class GuestFuzz:
         q = d.queues[1]
         self.seq += 1
         hdr_len = 12 if VERSION_1 in self.features or MRG_RXBUF in self.features else 10
-        data = bytes(hdr_len) + tagged_frame(b"\x02\0\x0a\0\x02\x02", self.seq,
+        hdr = bytes(hdr_len)
+        if self.offloads:            # flags, gso_type, hdr_len, gso_size, csum_start/offset
+            hdr = struct.pack("<BB4H", p.pick([0, 1, 2, 3, 0xFF]),
+                              p.pick([0, 1, 3, 4, 0x80, 0x81, 0x84, 5, 0xFF]),
+                              *(p.pick(VALUES) & 0xFFFF for _ in range(4))) + hdr[10:]
+        data = hdr + tagged_frame(b"\x02\0\x0a\0\x02\x02", self.seq,
                                              p.pick([14, 60, 98, 1514, 9000]))
         n = min(p.below(4) + 1, len(data))
         cuts = sorted({p.below(len(data) - 1) + 1 for _ in range(n - 1)})
@@ -1050,10 +1092,14 @@ def time_limit(seconds: float):
         signal.signal(signal.SIGALRM, old if old is not None else signal.SIG_DFL)
 
 
-def run_input(data: bytes) -> Outcome:
-    """Build a machine, run the guest program ``data`` on it, check the properties."""
+def run_input(data: bytes, offloads: bool = False) -> Outcome:
+    """Build a machine, run the guest program ``data`` on it, check the properties.  With
+    ``offloads``, the program also picks the driver's offload features, writes its own
+    virtio_net_hdr on every TX chain, and the host may send partial-checksum and GSO
+    super-frames (one more byte per such choice: a separate decoding, so the kept inputs
+    of the plain one keep their meaning)."""
     try:
-        fuzz = GuestFuzz(data)
+        fuzz = GuestFuzz(data, offloads=offloads)
     except Exception as e:  # noqa: BLE001 - set-up by a well-formed driver must not fail
         out = Outcome()
         out.escaped.append(f"set-up: {type(e).__name__}: {e}\n" + traceback.format_exc(limit=-8))
@@ -1102,5 +1148,18 @@ def test_kept_inputs(case: dict[str, str]) -> None:
     """Inputs the fuzzing found; each failed before its fix (see the case's ``found``).
     They are programs for this file's decoder: a change to it must re-check them."""
     with time_limit(INPUT_SECONDS):
-        out = run_input(bytes.fromhex(case["input"]))
+        out = run_input(bytes.fromhex(case["input"]), offloads=case.get("offloads", False))
     assert out.ok, describe(out)
+
+
+@pytest.mark.parametrize("chunk", range(2))
+def test_guest_programs_with_offloads(chunk: int) -> None:
+    """The offloads decoding: negotiated GUEST_/HOST_ offloads, the guest's own TX headers,
+    and partial-checksum and GSO super-frames from the host into whatever chains the
+    program posted (big-packets ones included, through op_rx_chain's shapes)."""
+    rng = random.Random(0x0FF * 1000 + chunk)
+    for _ in range(150):
+        data = rng.randbytes(rng.randrange(1, 700))
+        with time_limit(INPUT_SECONDS):
+            out = run_input(data, offloads=True)
+        assert out.ok, f"input {data.hex()} (offloads)\n{describe(out)}"

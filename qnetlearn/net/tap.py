@@ -40,7 +40,7 @@ TUN_F_TSO6 = 0x04
 TUN_F_TSO_ECN = 0x08
 TUN_F_UFO = 0x10
 #: the TUNSETOFFLOAD bit each virtio_net_hdr gso_type needs (ECN: also TUN_F_TSO_ECN)
-_GSO_NEEDS = {VIRTIO_NET_HDR_GSO_TCPV4: TUN_F_TSO4, VIRTIO_NET_HDR_GSO_TCPV6: TUN_F_TSO6,
+GSO_NEEDS = {VIRTIO_NET_HDR_GSO_TCPV4: TUN_F_TSO4, VIRTIO_NET_HDR_GSO_TCPV6: TUN_F_TSO6,
               VIRTIO_NET_HDR_GSO_UDP: TUN_F_UFO}
 
 
@@ -81,9 +81,9 @@ class SimTap:
                 raise ValueError(f"{self.name}: an offloaded frame needs IFF_VNET_HDR")
             flags, gso_type = vnet_hdr[0], vnet_hdr[1]
             need = (TUN_F_CSUM if flags & VIRTIO_NET_HDR_F_NEEDS_CSUM else 0) | \
-                _GSO_NEEDS.get(gso_type & ~VIRTIO_NET_HDR_GSO_ECN, 0) | \
+                GSO_NEEDS.get(gso_type & ~VIRTIO_NET_HDR_GSO_ECN, 0) | \
                 (TUN_F_TSO_ECN if gso_type & VIRTIO_NET_HDR_GSO_ECN else 0)
-            if gso_type and (gso_type & ~VIRTIO_NET_HDR_GSO_ECN) not in _GSO_NEEDS or \
+            if gso_type and (gso_type & ~VIRTIO_NET_HDR_GSO_ECN) not in GSO_NEEDS or \
                     need & ~self.offload:
                 raise ValueError(f"{self.name}: TUNSETOFFLOAD 0x{self.offload:x} does not let "
                                  f"the kernel pass flags 0x{flags:x} gso_type 0x{gso_type:x}")

@@ -46,16 +46,31 @@ class Ring:
     free: list[int] = field(default_factory=list)
 
 
-class Driver:
+class PCIDriver:
+    """What both hand drivers share: the PCI function of ``dev_id`` and a bump allocator
+    of zeroed guest RAM for rings and buffers (a kernel's DMA allocations, simplified)."""
+
+    def __init__(self, vm: "Machine", dev_id: str) -> None:
+        self.vm = vm
+        self.mem = vm.memory
+        self.devfn = vm.device(dev_id).devfn  # type: ignore[attr-defined]
+        self.brk = HEAP
+
+    def alloc(self, size: int, align: int = 64) -> int:
+        self.brk = -(-self.brk // align) * align
+        addr = self.brk
+        self.brk += size
+        self.mem.write_bytes(addr, bytes(size))
+        return addr
+
+
+class Driver(PCIDriver):
     """Sets up a virtio-net-pci function and drives its rings by hand."""
 
     def __init__(self, vm: "Machine", dev_id: str = "net-pci0",
                  features: tuple[int, ...] = (F_VERSION_1, F_MAC, F_EVENT_IDX),
                  queue_size: int | None = None, msix: bool = True) -> None:
-        self.vm = vm
-        self.mem = vm.memory
-        self.devfn = vm.device(dev_id).devfn  # type: ignore[attr-defined]
-        self.brk = HEAP
+        super().__init__(vm, dev_id)
         self._find_caps()
         cmd = vm.pci_config_read(self.devfn, 4, 2)
         vm.pci_config_write(self.devfn, 4, 2, cmd | 0x6)     # memory space, bus master
@@ -122,14 +137,6 @@ class Driver:
 
     def set_status(self, value: int) -> None:
         self._w(_STATUS, 1, value)
-
-    # -- memory -------------------------------------------------------------------------
-    def alloc(self, size: int, align: int = 64) -> int:
-        self.brk = -(-self.brk // align) * align
-        addr = self.brk
-        self.brk += size
-        self.mem.write_bytes(addr, bytes(size))
-        return addr
 
     # -- MSI-X (PCI 3.0 §6.8.2) ---------------------------------------------------------
     def _msix_setup(self, n: int) -> None:
@@ -232,15 +239,12 @@ RCTL_EN, RCTL_BAM, RCTL_SECRC = 0x2, 0x8000, 0x04000000
 RCTL_BSIZE = {2048: 0, 1024: 1 << 16, 512: 2 << 16, 256: 3 << 16}
 
 
-class E1000Driver:
+class E1000Driver(PCIDriver):
     """Sets up an e1000's receive ring by hand: legacy descriptors in guest RAM, RDH/RDT."""
 
     def __init__(self, vm: "Machine", dev_id: str = "net-pci0", ring: int = 8,
                  bsize: int = 2048, strip_crc: bool = True) -> None:
-        self.vm = vm
-        self.mem = vm.memory
-        self.devfn = vm.device(dev_id).devfn  # type: ignore[attr-defined]
-        self.brk = HEAP
+        super().__init__(vm, dev_id)
         cmd = vm.pci_config_read(self.devfn, 4, 2)
         vm.pci_config_write(self.devfn, 4, 2, cmd | 0x6)     # memory space, bus master
         self.mmio = vm.pci_config_read(self.devfn, 0x10, 4) & ~0xF
@@ -258,13 +262,6 @@ class E1000Driver:
         self.w(E1000_RCTL, RCTL_EN | RCTL_BAM | RCTL_BSIZE[bsize] |
                (RCTL_SECRC if strip_crc else 0))
         vm.run()                                       # the RCTL write's 1 s flush delay
-
-    def alloc(self, size: int, align: int = 64) -> int:
-        self.brk = -(-self.brk // align) * align
-        addr = self.brk
-        self.brk += size
-        self.mem.write_bytes(addr, bytes(size))
-        return addr
 
     def w(self, reg: int, value: int) -> None:
         self.mem.write(self.mmio + reg, 4, value)

@@ -220,3 +220,59 @@ def test_pcap_of_a_virtio_ping_has_plain_ethernet_frames(tmp_path):
     assert [(p.type, p.seq, p.checksums_ok) for p in parsed] == [
         (8, 1, True), (0, 1, True), (8, 2, True), (0, 2, True)]
     assert frames[1::2] == list(vm.host().received)
+
+
+def test_a_long_recording_stays_out_of_the_garbage_collectors_way():
+    """Steps and journal entries are tuples of plain values (the tracepoint by index, the
+    object by id), which the collector stops tracking; the lists holding them are frozen
+    for the recording.  Otherwise every full collection walks millions of entries."""
+    import gc
+    vm = qn.Machine.from_cmdline("-netdev tap,id=hn0 -device virtio-net-pci,id=net-pci0,"
+                                 "netdev=hn0").boot()
+    assert gc.get_freeze_count() == 0
+    with vm.record() as rec:
+        vm.host().ping(count=20)
+        assert gc.get_freeze_count() > 0
+        gc.collect()
+        steps = list(rec._raw)
+        tracked = sum(gc.is_tracked(t) for t in steps)
+        assert tracked < len(steps) // 10            # events that carry objects, no more
+        assert not any(gc.is_tracked(e) for e in rec.journal
+                       if type(e[3]) in (int, bool, str, bytes))
+    assert gc.get_freeze_count() == 0                # unfrozen at stop
+    assert rec.find("virtio_notify") and rec.step(rec.find("virtio_notify")[0]).tp.name \
+        == "virtio_notify"
+
+
+def test_a_recorder_leaves_someone_elses_frozen_objects_frozen():
+    import gc
+    vm, _got = tap_and_test_nic()
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with vm.record():
+            vm.host().send(echo())
+            vm.run()
+        assert gc.get_freeze_count() >= frozen
+    finally:
+        gc.unfreeze()
+
+
+def test_objects_born_during_a_recording_replay_from_their_first_step():
+    """Journal entries name objects by id; one created while recording is kept alive by the
+    recording (so its id stays its own) and shows its values from the step it was made."""
+    from qnetlearn.trace.state import Stats
+    vm, _got = tap_and_test_nic()
+    with vm.record() as rec:
+        vm.host().send(echo())
+        vm.run()
+        born_at = len(rec)
+        st = Stats()
+        st["frames"] += 3
+        vm.host().send(echo(2))
+        vm.run()
+    key = id(st)
+    del st
+    st = rec.images[key][0]                                      # kept alive by the recording
+    assert rec.reader(born_at - 1).get(st, "frames") is None
+    assert rec.reader(len(rec) - 1).get(st, "frames") == 3

@@ -127,16 +127,18 @@ def _next(rec: Any, i: int, n: int = 4) -> list[str]:
     return [step_text(rec.step(j)) for j in range(i + 1, min(len(rec), i + 1 + n))]
 
 
-def _journal_key(entry: tuple) -> tuple:
-    step, obj, key, value = entry
-    return (step, type(obj).__name__, key, value)
+def _journal_key(rec: Any, entry: tuple) -> tuple:
+    """A journal entry with its object by type (ids differ between two machines)."""
+    step, oid, key, value = entry
+    owner = rec.images[oid][0] if oid is not None else None   # None: guest RAM
+    return (step, type(owner).__name__, key, value)
 
 
 def _first_journal_difference(ours: Any, ref: Any) -> int | None:
     """The step of the first state change the two runs do not share, or None."""
     a, b = ours.journal, ref.journal
     for x, y in zip(a, b):
-        if _journal_key(x) != _journal_key(y):
+        if _journal_key(ours, x) != _journal_key(ref, y):
             return min(x[0], y[0])
     if len(a) != len(b):
         longer = a if len(a) > len(b) else b

@@ -132,7 +132,7 @@ class RAM:
             def write(addr: int, value: object) -> None:
                 method(self, addr, value)
                 n = len(value) if width is None else width  # type: ignore[arg-type]
-                journal.append((state._STEP[0], self, addr, self.mm[addr:addr + n]))
+                journal.append((state._STEP[0], None, addr, self.mm[addr:addr + n]))
             return write
 
         self.write = logged(cls.write, None)  # type: ignore[method-assign]

@@ -7,6 +7,7 @@ backwards, without the recorder ever copying the whole state per step.
 """
 from __future__ import annotations
 
+import gc
 from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Callable, Iterator
@@ -68,6 +69,13 @@ class Step:
         return f"<{self.kind} {self.name} depth={self.depth} {self.args}>"
 
 
+def _step(t: tuple) -> Step:
+    """A kept step as a :class:`Step`.  Steps are kept as tuples of plain values (the
+    tracepoint by its index in REGISTRY): the garbage collector then stops tracking most
+    of them, which keeps a long recording's collections cheap."""
+    return Step(t[0], REGISTRY[t[1]], *t[2:])
+
+
 class StepList(Sequence):
     """``rec.steps``: the recorded steps, kept as tuples and shown as :class:`Step`."""
 
@@ -79,12 +87,12 @@ class StepList(Sequence):
 
     def __getitem__(self, i: Any) -> Any:
         if isinstance(i, slice):
-            return [Step(*t) for t in list(self._raw)[i]]
-        return Step(*self._raw[i])
+            return [_step(t) for t in list(self._raw)[i]]
+        return _step(self._raw[i])
 
     def __iter__(self) -> Iterator[Step]:
         for t in self._raw:
-            yield Step(*t)
+            yield _step(t)
 
 
 _PLAIN = frozenset((type(None), bool, int, float))
@@ -109,7 +117,7 @@ def {name}({params}):
     (_qn_tp, _qn_R, _qn_rec, _qn_stack, _qn_push, _qn_pop, _qn_loop, _qn_ctx, _qn_step,
      _qn_plain, _qn_short, _qn_len) = _qn_tp_{index}
     _qn_i = _qn_step[0]
-    _qn_rec(("call", _qn_tp, _qn_len(_qn_stack), _qn_stack[-1] if _qn_stack else -1,
+    _qn_rec(("call", {index}, _qn_len(_qn_stack), _qn_stack[-1] if _qn_stack else -1,
              _qn_loop.clock_ns, _qn_ctx.name, {shown}))
     _qn_step[0] = _qn_i + 1
     _qn_push(_qn_i)
@@ -118,7 +126,7 @@ def {name}({params}):
     finally:
         _qn_pop()
     _qn_n = _qn_step[0]
-    _qn_rec(("return", _qn_tp, _qn_len(_qn_stack), _qn_i, _qn_loop.clock_ns, _qn_ctx.name,
+    _qn_rec(("return", {index}, _qn_len(_qn_stack), _qn_i, _qn_loop.clock_ns, _qn_ctx.name,
              (_qn_ret if _qn_ret.__class__ in _qn_plain else _qn_short(_qn_ret),)))
     _qn_step[0] = _qn_n + 1
     if _qn_n >= _qn_R._compact_at:
@@ -129,7 +137,7 @@ _ON_EVENT = """\
 def {name}({params}):
     (_qn_tp, _qn_R, _qn_rec, _qn_stack, _qn_push, _qn_pop, _qn_loop, _qn_ctx, _qn_step,
      _qn_plain, _qn_short, _qn_len) = _qn_tp_{index}
-    _qn_rec(("event", _qn_tp, _qn_len(_qn_stack), _qn_stack[-1] if _qn_stack else -1,
+    _qn_rec(("event", {index}, _qn_len(_qn_stack), _qn_stack[-1] if _qn_stack else -1,
              _qn_loop.clock_ns, _qn_ctx.name, {argv}))
     _qn_n = _qn_step[0] = _qn_step[0] + 1
     if _qn_n >= _qn_R._compact_at:
@@ -145,6 +153,7 @@ class Recorder:
         self.max_steps = max_steps
         self._raw: list[tuple] | deque[tuple] = deque(maxlen=max_steps) if max_steps else []
         self._stopped_at = 0         # steps recorded when last stopped
+        self._froze = False          # this recorder froze the collector's objects
         self.journal: list[tuple] = []
         self.images: dict[int, tuple[Any, dict[str, Any]]] = {}
         self.ram_image: dict[int, bytes] = {}
@@ -166,6 +175,13 @@ class Recorder:
         if self.machine is not None:
             self.ram_image = self.machine.memory.ram.start_journal(self.journal)
         _STEP[0] = self._stopped_at
+        # The steps and the journal grow to millions of entries.  Tuples of plain values
+        # leave the collector's view by themselves, but the lists holding them would be
+        # walked by every full collection: freeze what exists now (those lists, the
+        # machine, the notebook's objects) for the recording, unless someone else froze.
+        self._froze = gc.get_freeze_count() == 0
+        if self._froze:
+            gc.freeze()
         stack = self._stack
         ctx = (self, self._raw.append, stack, stack.append, stack.pop, self._loop, CONTEXT,
                _STEP, _PLAIN, _short, len)
@@ -183,6 +199,8 @@ class Recorder:
         if self.machine is not None:
             self.machine.memory.ram.stop_journal()
         self._stopped_at = _STEP[0]
+        if self._froze:
+            gc.unfreeze()
         self.active = False
         _ACTIVE[0] = None
 
@@ -225,14 +243,11 @@ class Recorder:
         images = self.images
         pages = self.ram_image
         while k < n and journal[k][0] <= base:        # state(i) applies entries with step <= i
-            _step, obj, key, value = journal[k]
-            if isinstance(key, int) and isinstance(value, (bytes, bytearray)):
-                write_pages(pages, key, value)       # type: ignore[arg-type]
+            _step, oid, key, value = journal[k]
+            if oid is None:                           # a RAM write at address key
+                write_pages(pages, key, value)
             else:
-                entry = images.get(id(obj))
-                if entry is None:
-                    entry = images[id(obj)] = (obj, {})
-                entry[1][key] = value
+                images[oid][1][key] = value
             k += 1
         if k:
             del journal[:k]                           # in place: the journal is shared
@@ -250,7 +265,7 @@ class Recorder:
         return i - self.dropped_steps if self.max_steps else i
 
     def step(self, i: int) -> Step:
-        return Step(*self._raw[self._local(i)])
+        return _step(self._raw[self._local(i)])
 
     def callstack(self, i: int) -> list[str]:
         """Names of the frames live at step ``i``, outermost first."""
@@ -259,13 +274,13 @@ class Recorder:
     def frames_at(self, i: int) -> list[Step]:
         """The call steps of the frames live at step ``i``, outermost first."""
         raw = self._raw
-        s = Step(*raw[self._local(i)])
+        s = _step(raw[self._local(i)])
         chain: list[Step] = []
         j = i if s.kind == "call" else s.parent
         if s.kind == "return":
             j = s.parent
         while j >= 0 and self._local(j) >= 0:
-            c = Step(*raw[self._local(j)])
+            c = _step(raw[self._local(j)])
             chain.append(c)
             j = c.parent
         chain.reverse()
@@ -274,7 +289,8 @@ class Recorder:
     def find(self, name: str) -> list[int]:
         """Indices of the steps named ``name`` (calls, returns and events)."""
         base = self.dropped_steps if self.max_steps else 0
-        return [base + k for k, t in enumerate(self._raw) if t[1].name == name]
+        ids = {tp.index for tp in REGISTRY if tp.name == name}
+        return [base + k for k, t in enumerate(self._raw) if t[1] in ids]
 
     def __len__(self) -> int:
         return len(self._raw)
@@ -293,11 +309,11 @@ class Recorder:
         journal = self.journal
         n = len(journal)
         while pos < n and journal[pos][0] <= i:
-            _step, obj, key, value = journal[pos]
-            if isinstance(key, int) and isinstance(value, (bytes, bytearray)):
+            _step, oid, key, value = journal[pos]
+            if oid is None:
                 write_pages(pages, key, value)          # a RAM write at address key
             else:
-                objs.setdefault(id(obj), {})[key] = value
+                objs.setdefault(oid, {})[key] = value
             pos += 1
         self._cursor = (i, objs, pages)
         self._jpos = pos

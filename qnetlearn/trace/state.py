@@ -2,7 +2,7 @@
 
 Objects whose state the course shows (virtqueues, NetQueues, MSI-X tables, APICs, counters)
 derive from :class:`Stateful` and name their state attributes in ``_state_``.  While a
-recorder is attached, assigning one of those attributes appends ``(step, obj, name, value)``
+recorder is attached, assigning one of those attributes appends ``(step, id(obj), name, value)``
 to the recorder's journal (the class's ``__setattr__`` is swapped in for the recording only,
 so nothing is paid otherwise).  Containers changed in place call :meth:`Stateful._note`.
 :class:`Stats` counters journal their items the same way, and guest RAM journals its writes
@@ -17,6 +17,8 @@ from typing import Any, ClassVar
 
 #: the journal of the attached recorder, or None
 JOURNAL: list | None = None
+#: the attached recorder's images: id -> (object, its state at the start), or None
+IMAGES: dict[int, tuple[Any, dict[str, Any]]] | None = None
 #: number of the step the next journal entry belongs to
 _STEP = [0]
 
@@ -45,7 +47,7 @@ def _copy(value: Any) -> Any:
 def _journal_setattr(self: Any, name: str, value: Any) -> None:
     object.__setattr__(self, name, value)
     if name in self._state_set_ and JOURNAL is not None:
-        JOURNAL.append((_STEP[0], self, name, _copy(value)))
+        JOURNAL.append((_STEP[0], id(self), name, _copy(value)))
 
 
 class Stateful:
@@ -65,12 +67,14 @@ class Stateful:
     def __new__(cls, *args: Any, **kwargs: Any) -> "Stateful":
         obj = super().__new__(cls)
         _LIVE.add(obj)
+        if IMAGES is not None:                  # born while recording: no start image
+            IMAGES[id(obj)] = (obj, {})
         return obj
 
     def _note(self, name: str) -> None:
         """Journal attribute ``name`` after an in-place change (list append, ...)."""
         if JOURNAL is not None:
-            JOURNAL.append((_STEP[0], self, name, _copy(getattr(self, name))))
+            JOURNAL.append((_STEP[0], id(self), name, _copy(getattr(self, name))))
 
     def image(self) -> dict[str, Any]:
         """The current values of the state attributes."""
@@ -83,6 +87,8 @@ class Stats(Counter):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         _LIVE_STATS[id(self)] = self
+        if IMAGES is not None:
+            IMAGES[id(self)] = (self, dict(self))
 
 
 _LIVE_STATS: "weakref.WeakValueDictionary[int, Stats]" = weakref.WeakValueDictionary()
@@ -91,12 +97,17 @@ _LIVE_STATS: "weakref.WeakValueDictionary[int, Stats]" = weakref.WeakValueDictio
 def _journal_setitem(self: Stats, key: str, value: int) -> None:
     dict.__setitem__(self, key, value)
     if JOURNAL is not None:
-        JOURNAL.append((_STEP[0], self, key, value))
+        JOURNAL.append((_STEP[0], id(self), key, value))
 
 
 def start(journal: list) -> dict[int, tuple[Any, dict[str, Any]]]:
-    """Start journaling into ``journal``; returns the image of every live object."""
-    global JOURNAL
+    """Start journaling into ``journal``; returns the image of every live object, by id.
+
+    Journal entries name their object by ``id`` (a tuple of plain values is one the
+    garbage collector stops tracking: long recordings stay cheap to collect); the images
+    keep every journaled object alive, those born during the recording included, so an
+    id never comes to mean another object."""
+    global JOURNAL, IMAGES
     JOURNAL = journal
     _STEP[0] = 0
     for cls in _CLASSES:
@@ -108,12 +119,13 @@ def start(journal: list) -> dict[int, tuple[Any, dict[str, Any]]]:
         images[id(obj)] = (obj, obj.image())
     for st in list(_LIVE_STATS.values()):
         images[id(st)] = (st, dict(st))
+    IMAGES = images
     return images
 
 
 def stop() -> None:
-    global JOURNAL
-    JOURNAL = None
+    global JOURNAL, IMAGES
+    JOURNAL = IMAGES = None
     for cls in _CLASSES:
         if "__setattr__" in cls.__dict__:
             del cls.__setattr__

@@ -379,3 +379,27 @@ def test_gso_frame_larger_than_a_small_buffer_is_dropped_and_counted():
     dev = vm.device("net-pci0")
     assert d.get_used(d.queues[0]) == [] and not dev.broken
     assert dev.vdev.stats["drop: frame larger than the guest buffer"] == 1
+
+
+def test_a_recording_shows_the_msix_function_mask_as_it_was_at_each_step():
+    """Message control lives in PCI config space; it is journaled like the table, so a
+    replayed step shows the mask the guest had set then, not the one it has now."""
+    vm, d = machine(features={VERSION_1, MAC})
+    cap = vm.device("net-pci0").msix.cap
+    with vm.record() as rec:
+        vm.host().send(frame())
+        vm.run()
+        before = len(rec) - 1
+        vm.pci_config_write(d.devfn, cap + 2, 2, 0xC000)    # enable | function mask
+        vm.host().send(frame(2))
+        vm.run()
+        masked = len(rec) - 1
+        vm.pci_config_write(d.devfn, cap + 2, 2, 0x8000)    # unmask: the pending one fires
+        vm.run()
+
+    def msix(i: int) -> dict:
+        return rec.state(i)["devices"]["net-pci0"]["msix"]
+
+    assert msix(before)["function_masked"] is False
+    assert msix(masked)["function_masked"] is True
+    assert msix(len(rec) - 1)["function_masked"] is False and msix(len(rec) - 1)["enabled"]

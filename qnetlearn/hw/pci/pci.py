@@ -45,7 +45,7 @@ class PCIIORegion:
 class PCIDevice(Stateful):
     """A PCI function on bus 0; device models derive from it."""
 
-    _state_ = ("irq_level",)
+    _state_ = ("irq_level", "config")
     vendor_id = 0xFFFF
     device_id = 0xFFFF
     class_id = 0x0000
@@ -126,6 +126,7 @@ class PCIDevice(Stateful):
             b = (val >> (8 * i)) & 0xFF
             m = self.wmask[a]
             self.config[a] = (self.config[a] & ~m) | (b & m)
+        self._note("config")
         if ranges_overlap(addr, size, PCI_BASE_ADDRESS_0, 24) or \
                 ranges_overlap(addr, size, PCI_COMMAND, 2):
             self.pci_update_mappings()
@@ -194,6 +195,7 @@ class PCIDevice(Stateful):
         status = struct.unpack_from("<H", self.config, PCI_STATUS)[0]
         status = (status | PCI_STATUS_INTERRUPT) if level else (status & ~PCI_STATUS_INTERRUPT)
         struct.pack_into("<H", self.config, PCI_STATUS, status)
+        self._note("config")
         if not self.command & PCI_COMMAND_INTX_DISABLE:
             self._set_irq_line(level)
 

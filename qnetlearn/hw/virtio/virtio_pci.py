@@ -122,15 +122,12 @@ class VirtIOPCIProxy(PCIDevice):
         self.vdev.dma = self.dma_ram
 
     def state(self, r: Any) -> dict[str, Any]:
-        from ..pci.msix import msix_state
         v = self.vdev
-        msix = self.msix
         return {"status": r.get(v, "status", 0), "isr": r.get(v, "isr", 0),
                 "broken": r.get(v, "broken", False), "broken_reason": r.get(v, "broken_reason", ""),
                 "guest_features": r.get(v, "guest_features", 0),
                 "queues": [vq.state(r) for vq in v.vq],
-                "msix": msix_state(r.get(msix, "table", b""), r.get(msix, "pba", b""),
-                                   msix.nentries, msix.control),
+                "msix": self.msix.state(r),
                 "stats": r.stats(self.stats)}
 
     # -- common configuration --------------------------------------------------------

@@ -17,13 +17,12 @@ one the spec requires.
 """
 from __future__ import annotations
 
-import struct
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ..trace import Stateful, Stats, tracepoint
 from ..standard_headers.virtio_ring import (
-    VRING_AVAIL_F_NO_INTERRUPT, VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE,
-    VRING_USED_F_NO_NOTIFY)
+    VRING_AVAIL_F_NO_INTERRUPT, VRING_DESC, VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT,
+    VRING_DESC_F_WRITE, VRING_USED_F_NO_NOTIFY)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .kernel import GuestKernel
@@ -33,7 +32,6 @@ SMP_CACHE_BYTES = 64
 #: the legacy virtio-pci ring alignment (VIRTIO_PCI_VRING_ALIGN)
 VIRTIO_PCI_VRING_ALIGN = 4096
 
-_DESC = struct.Struct("<QIHH")        # addr, len, flags, next (specs.md §1.1)
 
 SG = Sequence[tuple[int, int]]        # a scatter-gather list: (guest address, length)
 
@@ -140,7 +138,7 @@ class VringVirtqueue(Stateful):
         if total == 0:
             raise ValueError("virtqueue_add: an empty buffer")
         ram = self.ram
-        pack = _DESC.pack
+        pack = VRING_DESC.pack
         head = self.free_head
         if self.indirect and total > 1 and self.num_free:
             # One ring descriptor pointing at a table of ``total`` (specs.md §1.6).
@@ -214,7 +212,7 @@ class VringVirtqueue(Stateful):
         head = self.free_head
         nxt = self.desc_next[head]
         self.desc_flags[head] = flags
-        ram.write(self.desc + 16 * head, _DESC.pack(addr, length, flags, nxt))
+        ram.write(self.desc + 16 * head, VRING_DESC.pack(addr, length, flags, nxt))
         self.num_free -= 1
         self.free_head = nxt
         return self._publish(head, data)

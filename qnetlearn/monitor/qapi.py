@@ -14,6 +14,8 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING, Any
 
+from ..standard_headers.virtio_ring import VRING_DESC, VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT
+
 if TYPE_CHECKING:  # pragma: no cover
     from ..hw.pci.pci import PCIDevice
     from ..hw.virtio.virtio import VirtIODevice, VirtQueue
@@ -433,7 +435,6 @@ def qmp_x_query_virtio_queue_element(vm: "Machine", path: str, queue: int,
     last_avail_idx, the next one the device will pop), read from guest RAM.
 
     As in QEMU, reading avail->idx here refreshes the queue's shadow_avail_idx."""
-    from ..hw.virtio.virtio import VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT
     vdev, vq = _virtqueue(vm, path, queue, "VirtIO device")
     if not vq.desc:
         raise QMPError("Region caches not initialized")
@@ -443,12 +444,12 @@ def qmp_x_query_virtio_queue_element(vm: "Machine", path: str, queue: int,
         idx = vq.last_avail_idx if index is None else index
         head = ram.lduw(vq.avail + 4 + 2 * (idx % num))
         table, limit, i = vq.desc, num, head
-        addr, length, flags, nxt = struct.unpack("<QIHH", ram.read(table + 16 * i, 16))
+        addr, length, flags, nxt = VRING_DESC.unpack(ram.read(table + 16 * i, 16))
         if flags & VRING_DESC_F_INDIRECT:
             if addr + length > ram.size:
                 raise QMPError("Cannot map indirect buffer")
             table, limit, i = addr, length // 16, 0
-            addr, length, flags, nxt = struct.unpack("<QIHH", ram.read(table, 16))
+            addr, length, flags, nxt = VRING_DESC.unpack(ram.read(table, 16))
         avail_flags, avail_idx = struct.unpack("<HH", ram.read(vq.avail, 4))
         vq.shadow_avail_idx = avail_idx          # vring_avail_idx() in QEMU does this
         used_flags, used_idx = struct.unpack("<HH", ram.read(vq.used, 4))
@@ -458,7 +459,7 @@ def qmp_x_query_virtio_queue_element(vm: "Machine", path: str, queue: int,
             if not flags & VRING_DESC_F_NEXT or nxt >= limit:
                 break
             i = nxt
-            addr, length, flags, nxt = struct.unpack("<QIHH", ram.read(table + 16 * i, 16))
+            addr, length, flags, nxt = VRING_DESC.unpack(ram.read(table + 16 * i, 16))
     except QMPError:
         raise
     except Exception as e:   # MemTxError: rings outside RAM

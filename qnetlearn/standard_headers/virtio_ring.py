@@ -1,4 +1,9 @@
-"""Split-ring descriptor and notification flags, ring feature bits (virtio 1.x §2.7)."""
+"""Split-ring descriptor layout and flags, notification flags, ring feature bits (virtio
+1.x §2.7)."""
+import struct
+
+#: struct vring_desc: addr, len, flags, next (virtio 1.x §2.7.5)
+VRING_DESC = struct.Struct("<QIHH")
 
 VRING_DESC_F_NEXT = 1
 VRING_AVAIL_F_NO_INTERRUPT = 1

@@ -11,10 +11,9 @@ the players which frames are equal.
 """
 from __future__ import annotations
 
-import struct
 from typing import TYPE_CHECKING, Any, Iterator
 
-from ..standard_headers.virtio_ring import (VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT,
+from ..standard_headers.virtio_ring import (VRING_DESC, VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT,
                                             VRING_DESC_F_WRITE)
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -22,7 +21,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: at most this many bytes of the buffer a device works on are kept (enough for a frame)
 BUFFER_PEEK = 2048
-_DESC = struct.Struct("<QIHH")
 
 
 class Moment:
@@ -210,7 +208,7 @@ def _read_chain(r: Any, descs: list[dict[str, int]], b: dict[str, Any]) -> None:
     if head["flags"] & VRING_DESC_F_INDIRECT:
         n = head["len"] // 16
         raw = r.ram(head["addr"], 16 * n) if 0 < n <= len(descs) * 4 else b""
-        src = [dict(zip(("addr", "len", "flags", "next"), _DESC.unpack_from(raw, 16 * k)))
+        src = [dict(zip(("addr", "len", "flags", "next"), VRING_DESC.unpack_from(raw, 16 * k)))
                for k in range(len(raw) // 16)]
         i = 0
     chain: list[tuple[int, int, int]] = []

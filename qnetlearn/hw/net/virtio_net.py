@@ -71,10 +71,6 @@ VNET_HDR_FEATURES = (1 << VIRTIO_NET_F_CSUM | 1 << VIRTIO_NET_F_HOST_TSO4 |
                      1 << VIRTIO_NET_F_GUEST_TSO6 | 1 << VIRTIO_NET_F_GUEST_ECN)
 #: ... and UDP fragmentation offload also a backend that takes it
 UFO_FEATURES = 1 << VIRTIO_NET_F_GUEST_UFO | 1 << VIRTIO_NET_F_HOST_UFO
-#: what the driver's features say it receives offloaded (virtio_net_guest_offloads_by_features)
-GUEST_OFFLOADS_MASK = (1 << VIRTIO_NET_F_GUEST_CSUM | 1 << VIRTIO_NET_F_GUEST_TSO4 |
-                       1 << VIRTIO_NET_F_GUEST_TSO6 | 1 << VIRTIO_NET_F_GUEST_ECN |
-                       1 << VIRTIO_NET_F_GUEST_UFO)
 
 
 def _on(props: dict[str, str], name: str) -> bool:
@@ -94,9 +90,10 @@ class VirtIONet(VirtIODevice):
             if _on(props, prop):
                 features |= 1 << bit
         # virtio_net_get_features: offloads only with a backend that can carry them
-        if not qemu_has_vnet_hdr(peer):
+        has_vnet_hdr = qemu_has_vnet_hdr(peer)
+        if not has_vnet_hdr:
             features &= ~VNET_HDR_FEATURES
-        if not qemu_has_vnet_hdr(peer) or not qemu_has_ufo(peer):
+        if not has_vnet_hdr or not qemu_has_ufo(peer):
             features &= ~UFO_FEATURES
         super().__init__("virtio-net", features)
         self.loop = machine.loop
@@ -116,8 +113,7 @@ class VirtIONet(VirtIODevice):
         self.mergeable_rx_bufs = False
         self.guest_hdr_len = 10
         self.host_hdr_len = 0
-        self.curr_guest_offloads = 0
-        self.has_vnet_hdr = qemu_has_vnet_hdr(peer)
+        self.has_vnet_hdr = has_vnet_hdr
         self.nc = qemu_new_net_client(net_virtio_info, peer, "virtio-net-pci",
                                       cfg.id or cfg.name, self)
 
@@ -138,12 +134,10 @@ class VirtIONet(VirtIODevice):
             qemu_set_vnet_hdr_len(peer, self.guest_hdr_len)
             qemu_using_vnet_hdr(peer, True)
             self.host_hdr_len = self.guest_hdr_len
-            self.curr_guest_offloads = off = features & GUEST_OFFLOADS_MASK
-            qemu_set_offload(peer, bool(off >> VIRTIO_NET_F_GUEST_CSUM & 1),
-                             bool(off >> VIRTIO_NET_F_GUEST_TSO4 & 1),
-                             bool(off >> VIRTIO_NET_F_GUEST_TSO6 & 1),
-                             bool(off >> VIRTIO_NET_F_GUEST_ECN & 1),
-                             bool(off >> VIRTIO_NET_F_GUEST_UFO & 1))
+            # virtio_net_apply_guest_offloads: what the driver takes offloaded
+            qemu_set_offload(peer, *(bool(features >> bit & 1) for bit in (
+                VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_GUEST_TSO4, VIRTIO_NET_F_GUEST_TSO6,
+                VIRTIO_NET_F_GUEST_ECN, VIRTIO_NET_F_GUEST_UFO)))
         else:
             self.host_hdr_len = 0
         self.nc.vnet_hdr_len = self.host_hdr_len

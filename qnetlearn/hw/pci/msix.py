@@ -120,10 +120,8 @@ class MSIX(Stateful):
     def _pba_read(self, offset: int, size: int) -> int:
         return int.from_bytes(self.pba[offset:offset + size].ljust(size, b"\0"), "little")
 
-    def state(self, r: Any = None) -> dict[str, Any]:
-        """Table, PBA and message control: live, or as recorded (``r``, a StateReader)."""
-        if r is None:
-            return msix_state(self.table, self.pba, self.nentries, self.control)
+    def state(self, r: Any) -> dict[str, Any]:
+        """Table, PBA and message control as recorded (``r``, a StateReader)."""
         config = r.get(self.dev, "config", self.dev.config)
         control = struct.unpack_from("<H", config, self.cap + PCI_MSIX_FLAGS)[0]
         return msix_state(r.get(self, "table", b""), r.get(self, "pba", b""), self.nentries,

@@ -18,7 +18,7 @@ from ...system.memory import MemTxError
 from ...trace import Stateful, Stats, tracepoint
 from ...trace import events as trace
 from ...standard_headers.virtio_ring import (
-    VIRTIO_RING_F_EVENT_IDX, VRING_AVAIL_F_NO_INTERRUPT, VRING_DESC_F_INDIRECT,
+    VIRTIO_RING_F_EVENT_IDX, VRING_AVAIL_F_NO_INTERRUPT, VRING_DESC, VRING_DESC_F_INDIRECT,
     VRING_DESC_F_NEXT, VRING_DESC_F_WRITE, VRING_USED_F_NO_NOTIFY)
 from ...standard_headers.virtio_config import (
     VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_CONFIG_S_FEATURES_OK, VIRTIO_CONFIG_S_NEEDS_RESET,
@@ -36,7 +36,6 @@ NOTIFY_ON_EMPTY = 1 << VIRTIO_F_NOTIFY_ON_EMPTY
 #: sizeof(VirtQueueElement) in QEMU 7.2, printed by the virtqueue_alloc_element event
 ELEMENT_SIZE = 56
 
-_DESC = struct.Struct("<QIHH")
 _USED_ELEM = struct.Struct("<II")
 
 
@@ -113,7 +112,7 @@ class VirtQueue(Stateful):
             return out
         table = r.ram(desc, 16 * num)
         out["descriptors"] = [dict(zip(("addr", "len", "flags", "next"),
-                                       _DESC.unpack_from(table, 16 * i))) for i in range(num)]
+                                       VRING_DESC.unpack_from(table, 16 * i))) for i in range(num)]
         ar = r.ram(avail, 6 + 2 * num)
         out["avail_flags"], out["avail_idx"] = struct.unpack_from("<HH", ar, 0)
         out["avail_ring"] = list(struct.unpack_from(f"<{num}H", ar, 4))
@@ -263,7 +262,7 @@ def virtio_error(vdev: VirtIODevice, reason: str) -> None:
 # -- popping chains ----------------------------------------------------------------------
 
 def _read_desc(ram: "RAM", table: int, i: int) -> tuple[int, int, int, int]:
-    return ram.unpack(_DESC, table + 16 * i)
+    return ram.unpack(VRING_DESC, table + 16 * i)
 
 
 @tracepoint("hw/virtio/virtio.c")
